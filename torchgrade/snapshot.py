@@ -1,0 +1,64 @@
+"""Stage 5: read each task's snapshot out of the executed cells, as plain typed data.
+
+A snapshot counts only when its nonce appears exactly once, at the start of a
+line, in the stdout of its own snapshot cell. Forged lines printed by student
+cells are in other cells' output and never read; a second line with the nonce
+means something tampered with the probe, and the snapshot is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .assignment import Assignment, RunPlan
+from .checks import CellError, RunEvidence
+from .executor import ExecutionResult
+from .instrument import Plan
+from .locate import Layout
+from .values import SnapshotError, parse_snapshot
+
+
+def read_evidence(plan: Plan, execution: ExecutionResult, assignment: Assignment, layout: Layout,
+                  run: RunPlan) -> RunEvidence:
+    evidence = RunEvidence(run=run, events=list(plan.events) + list(execution.events),
+                           markers={n for n in assignment.task_numbers if layout.has_marker(n)})
+    for cell, outcome in zip(plan.cells, execution.cells):
+        if cell.role == "student" and outcome.status == "error":
+            evidence.errors.append(CellError(cell.position, cell.task, outcome.error_name, outcome.error_value))
+        elif cell.role == "student" and outcome.status == "timeout":
+            evidence.errors.append(CellError(cell.position, cell.task, "Timeout", outcome.error_value))
+    for task in assignment.tasks:
+        index, nonce = plan.nonces[task.number]
+        outcome = execution.cells[index]
+        try:
+            evidence.snapshots[task.number] = _parse(outcome.stdout, nonce, task.number, list(task.snapshot))
+        except SnapshotError as problem:
+            evidence.unavailable[task.number] = _why_unavailable(plan, execution, task.number, outcome, problem)
+    return evidence
+
+
+def _parse(stdout: str, nonce: str, task: int, paths: list[str]):
+    lines = [line for line in stdout.splitlines() if line.startswith(nonce)]
+    if len(lines) != 1:
+        raise SnapshotError("no snapshot arrived" if not lines else "the snapshot was sent more than once (tampering)")
+    try:
+        document = json.loads(lines[0][len(nonce):])
+    except (json.JSONDecodeError, RecursionError):
+        raise SnapshotError("the snapshot was not valid JSON") from None
+    snapshot = parse_snapshot(document, task, paths)
+    if snapshot.integrity:
+        raise SnapshotError("the grader's probes were tampered with: " + "; ".join(snapshot.integrity))
+    return snapshot
+
+
+def _why_unavailable(plan: Plan, execution: ExecutionResult, task: int, outcome, problem: SnapshotError) -> str:
+    task_cells = [run for cell, run in zip(plan.cells, execution.cells) if cell.task == task]
+    if any(run.status == "kernel_died" for run in task_cells):
+        return f"the Python kernel died during task {task}, so its values were lost"
+    if any(run.status == "timeout" for run in task_cells):
+        return f"task {task} ran out of time, so its values could not be read"
+    if outcome.status == "not_run":
+        return f"task {task} was never reached (an earlier problem stopped the run)"
+    if outcome.truncated:
+        return f"the values of task {task} were too large to read"
+    return f"the values of task {task} could not be read ({problem})"
