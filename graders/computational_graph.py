@@ -46,13 +46,12 @@ def given_xyf(inputs) -> str:
     return given_xy(inputs) + "\nf = x**3 + y**2"
 
 
-# Bridges run before a task (before its calls are recorded). When an earlier task left
-# something unusable, they put a working value in its place, so one mistake costs
-# points only in its own task. A correct value is left exactly as the student made it.
-REPAIR_F = """
-if not __torchgrade__.values_match(globals().get("f"), x**3 + y**2):
-    f = x**3 + y**2
-"""
+# Bridges run before a task (before its calls are recorded) so that one mistake costs
+# points only in its own task. Task 2 always starts from a correct f: a task-1 f can look
+# right (values) yet carry a wrong graph, and a fresh correct f changes nothing for a
+# student whose f was right. f_x/f_y are replaced only when unusable, keeping their
+# tuple-or-tensor form, because task 4 code indexes them the way task 3 made them.
+REPAIR_F = "f = x**3 + y**2"
 
 REPAIR_FIRST_DERIVATIVES = """
 def __torchgrade_repair(value, correct):

@@ -1,7 +1,7 @@
-"""`python grade.py NOTEBOOK`: grade one notebook and print the report.
+"""`python grade.py PATH...`: grade one notebook (student) or a whole class (instructor).
 
 Exit statuses (documented in the README):
-  0  the notebook was graded (whatever its score)
+  0  graded (whatever the score); for a batch: the batch ran, each submission has a row
   2  wrong command-line usage
   3  the submission could not be read (missing, empty, not a notebook, ...)
   4  config.yaml or the grader module is invalid
@@ -17,34 +17,57 @@ from pathlib import Path
 from .config import load_config, pick_assignment
 from .errors import EXIT_GRADED, EXIT_GRADER_FAILURE, GradingError
 from .pipeline import Grader
-from .render import RENDERERS
+from .render import FAILURE_RENDERERS, RENDERERS, render_failure, render_report
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grade.py", description="Grade a PyTorch autograd notebook.")
-    parser.add_argument("notebook", type=Path, help="the submitted .ipynb file")
+    parser = argparse.ArgumentParser(prog="grade.py", description="Grade PyTorch autograd notebooks.")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="a notebook; or, for a batch, several notebooks, folders (searched recursively) or zips")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="text", help="report format (default: text)")
     parser.add_argument("--assignment", help="assignment name in config.yaml (default: the only one)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.yaml")
+    parser.add_argument("--output-dir", type=Path, help="batch: where the gradebook and exports go")
+    parser.add_argument("--jobs", type=int, help="batch: parallel workers (default: number of cores)")
+    parser.add_argument("--roster", type=Path, help="batch: CSV mapping submissions to students")
+    parser.add_argument("--force", action="store_true", help="batch: regrade submissions already graded")
+    parser.add_argument("--grading", action="store_true",
+                        help="grading run: report hidden checks too (also TORCHGRADE_GRADING=1); "
+                             "without it, reports only say how many hidden checks there are")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
     return parser
 
 
+def is_batch(paths: list[Path]) -> bool:
+    return len(paths) > 1 or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    name = entry = None
     try:
         config = load_config(args.config)
         name, entry = pick_assignment(config, args.assignment)
-        report = Grader.from_config(name, entry).grade_notebook(args.notebook)
+        if is_batch(args.paths):
+            from .batch import run_batch  # imported lazily: students never need it
+
+            return run_batch(args, name, entry)
+        report = Grader.from_config(name, entry).grade_notebook(args.paths[0])
     except GradingError as problem:
-        print(f"grade.py: {problem.one_line()}", file=sys.stderr)
-        return problem.exit_status
+        return fail(args, problem.one_line(), problem.exit_status, name, entry)
     except Exception as problem:  # never a traceback for users; --debug shows it
         if args.debug:
             raise
-        print(f"grade.py: internal error: {type(problem).__name__}: {problem}", file=sys.stderr)
-        return EXIT_GRADER_FAILURE
-    print(RENDERERS[args.format](report))
+        return fail(args, f"internal error: {type(problem).__name__}: {problem}", EXIT_GRADER_FAILURE, name, entry)
+    print(render_report(args.format, report, grading=args.grading))
     return EXIT_GRADED
+
+
+def fail(args: argparse.Namespace, reason: str, status: int, name=None, entry=None) -> int:
+    """One line on stderr; machine formats still get a complete, valid document on stdout."""
+    print(f"grade.py: {reason}", file=sys.stderr)
+    if args.format in FAILURE_RENDERERS:
+        print(render_failure(args.format, reason, name=name, entry=entry, grading=args.grading))
+    return status

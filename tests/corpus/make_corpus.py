@@ -357,16 +357,17 @@ def grad_by_hand(nb, exercise):
 
 
 @variant("missing_create_graph.ipynb", "mistake",
-         "Task 3 omits create_graph=True: values right, but f_x/f_y have no grad_fn, so every task 4 call raises "
-         "'element 0 of tensors does not require grad'.",
-         ["t3_create_graph", "t4_pure_second", "t4_mixed", "t4_from_first"])
+         "Task 3 omits create_graph=True: values right, but f_x/f_y have no grad_fn. The grader's bridge gives "
+         "task 4 working f_x/f_y, so only task 3 loses points.",
+         ["t3_create_graph"])
 def missing_create_graph(nb, exercise):
     return edit(nb, 3, ", create_graph=True)[0]", ")[0]", count=2)
 
 
 @variant("retain_instead_of_create.ipynb", "mistake",
-         "Task 3 passes retain_graph=True instead of create_graph=True: values right, no grad_fn, task 4 raises.",
-         ["t3_create_graph", "t4_pure_second", "t4_mixed", "t4_from_first"])
+         "Task 3 passes retain_graph=True instead of create_graph=True: values right, no grad_fn; the bridge "
+         "isolates task 4, which keeps its points.",
+         ["t3_create_graph"])
 def retain_instead_of_create(nb, exercise):
     return edit(nb, 3, "create_graph=True)[0]", "retain_graph=True)[0]", count=2)
 
@@ -386,6 +387,14 @@ def backward_in_task3(nb, exercise):
 def hardcoded_second(nb, exercise):
     return edit(nb, 4, T4_SOLUTION,
                 "f_xx = 6 * x\nf_yy = 2 * torch.ones_like(y)\nf_xy = torch.zeros_like(x)")
+
+
+@variant("hardcoded_f_with_graph.ipynb", "mistake",
+         "Task 1 types f's values for the GIVEN inputs and adds 0*(x + y) so f still has a graph: right for the "
+         "example inputs only; with other inputs the shapes clash and f is never made (caught by the random run).",
+         ["t1_f_value", "t1_f_graph"])
+def hardcoded_f_with_graph(nb, exercise):
+    return edit(nb, 1, "f = x**3 + y**2", "f = torch.tensor([[24., 52., 33.], [24., 52., 52.]]) + 0 * (x + y)")
 
 
 @variant("missing_retain_graph.ipynb", "mistake",
@@ -413,8 +422,8 @@ def hardcoded_task5_sum(nb, exercise):
 
 @variant("task_marker_missing.ipynb", "mistake",
          "The '# TASK 3' line is deleted: the task 3 code now follows a GIVEN cell without a marker, so it belongs "
-         "to no task and is not run; task 4 then finds no f_x/f_y (NameError).",
-         ["t3_values", "t3_create_graph", "t3_grad_untouched", "t4_pure_second", "t4_mixed", "t4_from_first"])
+         "to no task and is not run; the bridge gives task 4 working f_x/f_y, so only task 3 loses points.",
+         ["t3_values", "t3_create_graph", "t3_grad_untouched"])
 def task_marker_missing(nb, exercise):
     cell = task_cell(nb, 3)
     cell.source = cell.source.split("\n", 1)[1]
@@ -422,8 +431,8 @@ def task_marker_missing(nb, exercise):
 
 
 @variant("task_cell_deleted.ipynb", "mistake",
-         "The whole TASK 3 cell is deleted: no answer to task 3, and task 4 finds no f_x/f_y (NameError).",
-         ["t3_values", "t3_create_graph", "t3_grad_untouched", "t4_pure_second", "t4_mixed", "t4_from_first"])
+         "The whole TASK 3 cell is deleted: no answer to task 3; the bridge gives task 4 working f_x/f_y.",
+         ["t3_values", "t3_create_graph", "t3_grad_untouched"])
 def task_cell_deleted(nb, exercise):
     nb.cells.remove(task_cell(nb, 3))
     return nb

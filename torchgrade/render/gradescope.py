@@ -31,3 +31,7 @@ def report_payload(report: GradeReport) -> dict:
 
 def render_gradescope_json(report: GradeReport) -> str:
     return json.dumps(report_payload(report), indent=2, ensure_ascii=False)
+
+
+def render_gradescope_failure(reason: str) -> str:
+    return json.dumps({"score": 0, "max_score": 0, "execution_time": 0, "output": reason, "tests": []}, indent=2)

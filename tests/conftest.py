@@ -1,0 +1,56 @@
+"""Shared fixtures: every corpus notebook is graded once per session, then many tests read the reports."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from torchgrade.config import load_config  # noqa: E402
+from torchgrade.pipeline import Grader  # noqa: E402
+
+CORPUS = ROOT / "tests" / "corpus" / "computational_graph"
+MANIFEST = yaml.safe_load((CORPUS / "MANIFEST.yaml").read_text(encoding="utf-8"))["files"]
+CONFIG = load_config(ROOT / "config.yaml")
+ASSIGNMENT = CONFIG.assignments["computational_graph"]
+
+
+def corpus_files(*kinds: str) -> list[str]:
+    return [name for name, entry in MANIFEST.items() if entry["kind"] in kinds]
+
+
+@pytest.fixture(scope="session")
+def grader() -> Grader:
+    return Grader.from_config("computational_graph", ASSIGNMENT)
+
+
+@pytest.fixture(scope="session")
+def corpus_reports(grader):
+    """Every readable corpus notebook graded once (two at a time: each grading runs two kernels)."""
+    names = corpus_files("correct", "mistake", "format")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda name: grader.grade_notebook(CORPUS / name), names))
+    return dict(zip(names, reports))
+
+
+def write_config(directory: Path, **overrides) -> Path:
+    """A copy of config.yaml pointing at the repo's real files, with some settings changed."""
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    entry = raw["assignments"]["computational_graph"]
+    for key in ("grader", "exercise", "solution"):
+        entry[key] = str(ROOT / entry[key])
+    for dotted, value in overrides.items():
+        target = entry
+        *parents, last = dotted.split("__")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path

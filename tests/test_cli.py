@@ -1,0 +1,71 @@
+"""The student's command end to end: `python grade.py NOTEBOOK` as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CORPUS, ROOT, write_config
+
+GRADE = [sys.executable, str(ROOT / "grade.py")]
+
+
+def grade(*args, **kwargs):
+    return subprocess.run(GRADE + [str(a) for a in args], capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def solution_json():
+    return grade(ROOT / "solutions" / "computational_graph.ipynb", "--format", "json")
+
+
+def test_solution_earns_full_marks_as_gradescope_json(solution_json):
+    assert solution_json.returncode == 0, solution_json.stderr
+    result = json.loads(solution_json.stdout)
+    assert result["score"] == result["max_score"] == 20
+    assert isinstance(result["execution_time"], float) and isinstance(result["output"], str)
+    assert len(result["tests"]) == 13
+    for test in result["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "status", "output", "task"}
+        assert test["status"] == "passed" and isinstance(test["task"], int) and 1 <= test["task"] <= 5
+    assert solution_json.stderr == ""  # no kernel warnings leak into the report
+
+
+def test_untouched_exercise_earns_zero_with_a_readable_report():
+    result = grade(ROOT / "exercises" / "computational_graph.ipynb")
+    assert result.returncode == 0
+    assert "Score: 0 / 20" in result.stdout
+    assert "[FAIL] f equals x³ + y²" in result.stdout and "Expected:" in result.stdout and "Hint:" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["empty.ipynb", "not_json.ipynb", "binary.ipynb", "future_nbformat.ipynb"])
+def test_unreadable_files_exit_3_with_one_line_and_no_traceback(name):
+    result = grade(CORPUS / name)
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("grade.py: could not read the submission:")
+
+
+def test_unreadable_file_in_json_format_still_prints_valid_json():
+    result = grade(CORPUS / "empty.ipynb", "--format", "json")
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["tests"] == []
+
+
+def test_missing_file_exits_3():
+    assert grade(ROOT / "no-such-notebook.ipynb").returncode == 3
+
+
+def test_bad_config_exits_4_naming_the_key(tmp_path):
+    config = write_config(tmp_path, limits__cell_timeout=-1)
+    result = grade(ROOT / "solutions" / "computational_graph.ipynb", "--config", config)
+    assert result.returncode == 4
+    assert "limits.cell_timeout" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_error_exits_2():
+    assert grade("--format", "nonsense", ROOT / "grade.py").returncode == 2

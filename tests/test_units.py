@@ -1,0 +1,170 @@
+"""Fast unit tests of single stages: locate, instrument, values/snapshot parsing, comparisons, config."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+import torch
+
+from conftest import ROOT, write_config
+from torchgrade.checks import compare_tensor
+from torchgrade.config import Tolerance, load_config
+from torchgrade.errors import ConfigError
+from torchgrade.executor import CellRun, ExecutionResult
+from torchgrade.instrument import neutralize_magics
+from torchgrade.locate import StudentCell, locate_tasks
+from torchgrade.snapshot import _parse
+from torchgrade.values import Missing, NoneValue, Sequence, SnapshotError, TensorValue, parse_value
+
+TOL = Tolerance()
+
+
+def notebook(*sources, tags=None):
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    for cell, tag in zip(cells, tags or []):
+        if tag:
+            cell.metadata["tags"] = [tag]
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+class TestLocate:
+    def test_tasks_run_until_the_next_marker_and_given_cells_are_dropped(self):
+        layout = locate_tasks(notebook("import torch", "# GIVEN\nx = 1", "# TASK 1\nf = 1", "print(f)",
+                                       "# TASK 2\ng = 2", "# GIVEN\nx = 2", "after_given = 1"), [1, 2])
+        assert [c.source for c in layout.setup] == ["import torch"]
+        assert [c.position for c in layout.cells_of(1)] == [3, 4]
+        assert [c.source for c in layout.cells_of(2)] == ["# TASK 2\ng = 2"]
+        assert layout.given_positions == [2, 6]
+
+    def test_markers_are_lenient_about_spacing_and_case(self):
+        layout = locate_tasks(notebook("\n#task 1: build f\nf = 1", "#  TASK 2\ng = 2"), [1, 2])
+        assert layout.has_marker(1) and layout.has_marker(2)
+
+    def test_metadata_tags_work_too(self):
+        layout = locate_tasks(notebook("f = 1", "g = 2", tags=["task-1", "task-2"]), [1, 2])
+        assert layout.cells_of(1)[0].source == "f = 1"
+
+    def test_unknown_task_numbers_are_reported(self):
+        assert locate_tasks(notebook("# TASK 9\nx = 1"), [1]).unknown_tasks == [9]
+
+
+class TestMagics:
+    def test_shell_escapes_and_pip_are_removed(self):
+        source, events = neutralize_magics(StudentCell(3, "!pip install torch\n%pip install x\ny = 1\nif y:\n  !ls"))
+        assert source.splitlines() == ["pass  # grader: shell command removed", "pass  # grader: magic removed",
+                                       "y = 1", "if y:", "  pass  # grader: shell command removed"]
+        assert len(events) == 3 and events[0].startswith("cell 3: `!pip install torch` was not run")
+        compile(source, "cell", "exec")
+
+    def test_timing_magics_keep_the_code(self):
+        source, events = neutralize_magics(StudentCell(1, "%time f = x**3\n%matplotlib inline"))
+        assert source.splitlines() == ["f = x**3", "%matplotlib inline"] and events == []
+
+    def test_shell_cell_magics_are_skipped(self):
+        source, events = neutralize_magics(StudentCell(1, "%%bash\nrm -rf /"))
+        assert source == "pass" and "%%bash" in events[0]
+
+
+def tensor_json(values, shape, **extra):
+    base = {"kind": "tensor", "id": 1, "dtype": "float32", "shape": shape, "numel": len(values), "values": values,
+            "requires_grad": False, "is_leaf": True, "has_grad": False, "grad_fn": None, "grad_fn_id": None,
+            "leaf_ids": []}
+    base.update(extra)
+    return base
+
+
+class TestValues:
+    def test_a_tensor_round_trips(self):
+        value = parse_value(tensor_json([1.0, 2.0], [2]))
+        assert isinstance(value, TensorValue) and value.as_torch().tolist() == [1.0, 2.0]
+
+    @pytest.mark.parametrize("bad", [
+        tensor_json([1.0, 2.0], [3]),                 # values do not match the shape
+        tensor_json(["1", 2.0], [2]),                 # not numbers
+        tensor_json([1.0], [1], id="0x1"),            # wrong type
+        {"kind": "rocket"},
+        [],
+    ])
+    def test_malformed_values_are_rejected(self, bad):
+        with pytest.raises(SnapshotError):
+            parse_value(bad)
+
+    def test_only_one_nonce_line_from_the_snapshot_cell_counts(self):
+        payload = json.dumps({"task": 1, "values": {}, "calls": [], "dropped_calls": 0, "integrity": []})
+        assert _parse("noise\nN:" + payload + "\n", "N:", 1, []).task == 1
+        with pytest.raises(SnapshotError, match="more than once"):
+            _parse(f"N:{payload}\nN:{payload}\n", "N:", 1, [])
+        with pytest.raises(SnapshotError, match="no snapshot"):
+            _parse("prefix N:" + payload, "N:", 1, [])
+
+
+class TestCompare:
+    expected = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+
+    def compare(self, found, **kw):
+        return compare_tensor(found, self.expected, name="f", what="w", hint="h", tolerance=TOL, **kw)
+
+    def found(self, values, shape=(2, 2), dtype="float32"):
+        return parse_value(tensor_json(values, list(shape), dtype=dtype, numel=len(values)))
+
+    def test_right_values_pass(self):
+        assert self.compare(self.found([1, 2, 3, 4 + 1e-7])).passed
+
+    @pytest.mark.parametrize("found, text", [
+        (Missing(), "nothing"),
+        (NoneValue(), "None"),
+        (None, "shape (4,)"),
+        ("dtype", "float64"),
+        ("nan", "NaN"),
+        ("wrong", "at [1, 1] expected 4.0, found 5.0"),
+    ])
+    def test_each_failure_says_what_was_found(self, found, text):
+        if found is None:
+            found = self.found([1, 2, 3, 4], shape=(4,))
+        elif found == "dtype":
+            found = self.found([1, 2, 3, 4], dtype="float64")
+        elif found == "nan":
+            found = self.found([1, 2, 3, float("nan")])
+        elif found == "wrong":
+            found = self.found([1, 2, 3, 5])
+        outcome = self.compare(found)
+        assert not outcome.passed and text in outcome.found
+
+    def test_a_one_tuple_passes_only_when_allowed(self):
+        one = Sequence("tuple", 1, (self.found([1, 2, 3, 4]),))
+        assert not self.compare(one).passed
+        assert "1-tuple" in self.compare(one, accept_one_tuple=True).note
+
+
+class TestConfig:
+    def test_the_shipped_config_is_valid(self):
+        assert "computational_graph" in load_config(ROOT / "config.yaml").assignments
+
+    @pytest.mark.parametrize("override, text", [
+        ({"checks__t1_f_value__points": "two"}, "assignments.computational_graph.checks.t1_f_value.points"),
+        ({"limits__cell_timout": 5}, "limits.cell_timout: unknown key"),
+        ({"random_runs__shape": [0, 3]}, "random_runs.shape"),
+        ({"tolerance__rtol": -1}, "tolerance.rtol"),
+    ])
+    def test_mistakes_name_the_key(self, tmp_path, override, text):
+        with pytest.raises(ConfigError) as caught:
+            load_config(write_config(tmp_path, **override))
+        assert text in caught.value.reason
+
+    def test_checks_must_match_the_grader_module(self, tmp_path):
+        from torchgrade.pipeline import Grader
+        config = load_config(write_config(tmp_path, checks__t9_bogus={"points": 1}))
+        with pytest.raises(ConfigError, match="checks.t9_bogus: no such check"):
+            Grader.from_config("computational_graph", config.assignments["computational_graph"])
+
+    def test_unreadable_yaml(self, tmp_path):
+        path = tmp_path / "config.yaml"
+        path.write_text("version: [1\n")
+        with pytest.raises(ConfigError, match="not valid YAML"):
+            load_config(path)
+
+
+def test_execution_result_defaults_mean_not_run():
+    assert ExecutionResult([CellRun()]).cells[0].status == "not_run"
