@@ -9,4 +9,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torchgrade.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `python grade.py nb.ipynb | head` is fine
+        sys.stderr.close()
+        sys.exit(0)

@@ -9,6 +9,7 @@ everything else becomes a one-line SubmissionError.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -33,7 +34,9 @@ def load_notebook(path: str | Path) -> nbformat.NotebookNode:
     if major == SUPPORTED_MAJOR:
         _check_cells(path, document)  # before nbformat, whose errors on bad cells are cryptic
     try:
-        notebook = nbformat.reads(raw.decode("utf-8"), as_version=SUPPORTED_MAJOR)
+        with warnings.catch_warnings():  # duplicate or missing cell ids are fixed silently: grading never uses them
+            warnings.simplefilter("ignore")
+            notebook = nbformat.reads(raw.decode("utf-8"), as_version=SUPPORTED_MAJOR)
     except Exception as problem:  # nbformat raises many kinds for malformed input
         raise SubmissionError(f"{path.name}: not a valid notebook ({_first_line(problem)})") from None
     _check_cells(path, notebook)
