@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from torchgrade.assignment import Assignment, RunPlan
-from torchgrade.checks import CheckContext, Outcome, failed, passed, unwrap_tensor
+from torchgrade.checks import CheckContext, Outcome, failed, passed
 from torchgrade.values import CallRecord, NoneValue, TensorValue, shape_text
 
 ASSIGNMENT = Assignment(name="computational_graph", title="Computational graphs and autograd")

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grading", action="store_true",
                         help="grading run: report hidden checks too (also TORCHGRADE_GRADING=1); "
                              "without it, reports only say how many hidden checks there are")
+    parser.add_argument("--sandbox", choices=("auto", "require", "off"),
+                        help="run student code in the bubblewrap sandbox: auto (when it works), require, off "
+                             "(default: limits.sandbox in config.yaml; see docs/threat_model.md)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
     return parser
 
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         name, entry = pick_assignment(config, args.assignment)
+        if args.sandbox:
+            entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": args.sandbox})})
         if is_batch(args.paths):
             from .batch import run_batch  # imported lazily: students never need it
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -26,10 +26,41 @@ class Tolerance(Strict):
 
 
 class Limits(Strict):
+    """Time and resource limits for every kernel that runs a submission (see docs/threat_model.md)."""
+
     cell_timeout: float = Field(60, gt=0, description="seconds one cell may run")
     notebook_timeout: float = Field(300, gt=0, description="seconds a whole run may take")
     startup_timeout: float = Field(60, gt=0, description="seconds to wait for a kernel to start")
     max_output_bytes: int = Field(1_000_000, gt=0, description="output kept per cell")
+    # Resource limits (setrlimit) applied to the kernel before any student code runs.
+    address_space_mb: int = Field(2048, ge=512, description="virtual memory per process, MiB (enough for torch "
+                                  "with OMP/OPENBLAS/MKL threads pinned to 1)")
+    cpu_seconds: int = Field(300, gt=0, description="CPU seconds per kernel process; then SIGXCPU (soft limit)")
+    cpu_seconds_hard: int = Field(310, gt=0, description="CPU seconds after which the kernel is killed (hard limit)")
+    file_size_mb: int = Field(64, gt=0, description="largest file the kernel may write, MiB")
+    open_files: int = Field(256, ge=64, description="open file descriptors per process")
+    processes: int = Field(128, ge=32, description="processes and threads the kernel may run at once")
+    tmp_size_mb: int = Field(256, gt=0, description="sandbox only: size of the private /tmp (also the working folder), MiB")
+    sandbox: Literal["auto", "require", "off"] = Field(
+        "auto", description="bubblewrap sandbox: auto = use it when it works (warn loudly otherwise), "
+                            "require = refuse to grade without it, off = never")
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def yaml_booleans(cls, value):
+        """YAML reads an unquoted `off` as false (and `on`/`yes` as true)."""
+        if value is False:
+            return "off"
+        if value is True:
+            return "require"
+        return value
+
+    @model_validator(mode="after")
+    def soft_below_hard(self) -> "Limits":
+        if self.cpu_seconds_hard <= self.cpu_seconds:
+            raise ValueError(f"cpu_seconds_hard ({self.cpu_seconds_hard}) must be larger than cpu_seconds "
+                             f"({self.cpu_seconds}), so the kernel is warned (SIGXCPU) before it is killed")
+        return self
 
 
 class RandomRuns(Strict):

@@ -1,14 +1,39 @@
-"""Start an ipykernel after applying the grader's limits to this process.
+"""Start an ipykernel after locking this process down; the first code of every kernel.
 
 Run as a script in isolated mode (``python -I kernel_launcher.py -f CONNECTION``), so
 neither the grader's folders nor PYTHON* variables reach the kernel's import path.
-Limits arrive as JSON in TORCHGRADE_LIMITS and are applied with ``resource.setrlimit``
-before any student code can run; the variable is then removed from the environment.
+In the sandbox it is bound read-only at /run/torchgrade/kernel_launcher.py. Settings
+arrive as JSON in TORCHGRADE_LIMITS (nothing secret: /proc/self/environ keeps the
+initial environment for anyone in the process to read). In order, before any student
+code can run:
+
+1. the secret the probe signs snapshots with is read from stdin (a pipe the grader
+   writes once and closes), and stdin is pointed at /dev/null;
+2. resource limits are applied with ``resource.setrlimit``: address space, CPU seconds
+   (soft below hard: SIGXCPU first, so the grader can tell why the kernel died), file
+   size, open files, processes, and no core dumps;
+3. when the grader runs as root, the process drops to the kernel's own unprivileged
+   uid and gid with no supplementary groups, and checks that root cannot be regained;
+4. no_new_privs is set, so no setuid program can give privileges back;
+5. the secret is left in ``sys._torchgrade_secret`` for the probe, which takes it out.
 """
 
 import json
 import os
 import sys
+
+
+def read_secret() -> str:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 256:
+        chunk = os.read(0, 256)
+        if not chunk:
+            break
+        data += chunk
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return data.decode("ascii", "replace").strip()
 
 
 def apply_limits(limits: dict) -> None:
@@ -29,12 +54,43 @@ def apply_limits(limits: dict) -> None:
         if which is None or value is None:
             continue
         soft, hard = (value, value) if isinstance(value, int) else value
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY and os.geteuid() != 0:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
         resource.setrlimit(which, (soft, hard))
 
 
+def drop_privileges(uid: int, gid: int) -> None:
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return
+    raise SystemExit("torchgrade: could not drop root privileges")
+
+
+def no_new_privileges() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
-    limits = json.loads(os.environ.pop("TORCHGRADE_LIMITS", "{}") or "{}")
-    apply_limits(limits)
+    settings = json.loads(os.environ.pop("TORCHGRADE_LIMITS", "{}") or "{}")
+    secret = read_secret() if settings.get("secret_on_stdin") else ""
+    apply_limits(settings.get("rlimits", {}))
+    if settings.get("uid") is not None:
+        drop_privileges(settings["uid"], settings["gid"])
+    if settings.get("no_new_privileges") and sys.platform.startswith("linux"):
+        no_new_privileges()
+    sys._torchgrade_secret = secret
+    del secret
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()

@@ -57,11 +57,17 @@ class Grader:
             workers = len(runs) if self.parallel_runs else 1
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 evidence = list(pool.map(lambda run: self.execute_run(run, layout, path, Path(scratch)), runs))
+        return self.report_from_evidence(path, layout, evidence, time.monotonic() - started)
+
+    def report_from_evidence(self, path: Path, layout: Layout, evidence: list[RunEvidence], execution_time: float,
+                             submission: str | None = None) -> GradeReport:
+        """Check and score the evidence of every run; also used to re-score stored evidence without executing."""
+        runs = [item.run for item in evidence]
         per_run = [self.check_run(item) for item in evidence]                   # 6-7. reference, check
         tasks = score(self.assignment, self.config, runs, per_run)              # 8. score
         return GradeReport(                                                      # 9. report (rendered by callers)
-            assignment=self.name, title=self.config.title, submission=str(path), tasks=tasks,
-            execution_time=round(time.monotonic() - started, 3), notes=self.notes(layout, evidence),
+            assignment=self.name, title=self.config.title, submission=submission or str(path), tasks=tasks,
+            execution_time=round(execution_time, 3), notes=self.notes(layout, evidence),
             runs=tuple(run.describe() for run in runs), grader_version=__version__,
         )
 

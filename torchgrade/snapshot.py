@@ -1,13 +1,19 @@
 """Stage 5: read each task's snapshot out of the executed cells, as plain typed data.
 
 A snapshot counts only when its nonce appears exactly once, at the start of a
-line, in the stdout of its own snapshot cell. Forged lines printed by student
-cells are in other cells' output and never read; a second line with the nonce
-means something tampered with the probe, and the snapshot is rejected.
+line, in the stdout of its own snapshot cell, followed by a valid HMAC-SHA256
+signature of the document made with the execution's secret (which only the probe
+holds). Forged lines printed by student cells are in other cells' output and never
+read; a line printed into the snapshot cell itself (by an IPython hook, a replaced
+``__torchgrade__``, a patched output stream) has no valid signature; a second line
+with the nonce means something tampered with the probe. In each case the snapshot
+is rejected, and the task's values count as never having arrived.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 
 from .assignment import Assignment, RunPlan
@@ -31,18 +37,25 @@ def read_evidence(plan: Plan, execution: ExecutionResult, assignment: Assignment
         index, nonce = plan.nonces[task.number]
         outcome = execution.cells[index]
         try:
-            evidence.snapshots[task.number] = _parse(outcome.stdout, nonce, task.number, list(task.snapshot))
+            evidence.snapshots[task.number] = _parse(outcome.stdout, nonce, task.number, list(task.snapshot),
+                                                     execution.secret)
         except SnapshotError as problem:
             evidence.unavailable[task.number] = _why_unavailable(plan, execution, task.number, outcome, problem)
     return evidence
 
 
-def _parse(stdout: str, nonce: str, task: int, paths: list[str]):
+def _parse(stdout: str, nonce: str, task: int, paths: list[str], secret: str | None = None):
     lines = [line for line in stdout.splitlines() if line.startswith(nonce)]
     if len(lines) != 1:
         raise SnapshotError("no snapshot arrived" if not lines else "the snapshot was sent more than once (tampering)")
+    rest = lines[0][len(nonce):]
+    signature, _, text = ("-", "", rest) if rest.startswith("{") else rest.partition(" ")  # unsigned: "{..." or "- {..."
+    if secret:
+        expected = hmac.new(bytes.fromhex(secret), (nonce + text).encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature.encode("ascii", "replace"), expected.encode("ascii")):
+            raise SnapshotError("a forged snapshot was printed in its place (tampering)")
     try:
-        document = json.loads(lines[0][len(nonce):])
+        document = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
         raise SnapshotError("the snapshot was not valid JSON") from None
     snapshot = parse_snapshot(document, task, paths)

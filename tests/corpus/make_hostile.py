@@ -1,0 +1,571 @@
+"""Regenerate the adversarial corpus: notebooks that attack the grader instead of doing the work.
+
+Every notebook is solutions/computational_graph.ipynb with attacks added (or with the
+work replaced by an attack), so a change to the solution flows in by re-running:
+
+    python tests/corpus/make_hostile.py           # rewrite tests/corpus/hostile/
+    python tests/corpus/make_hostile.py --check   # exit 1 if any file is stale or unexpected
+
+MANIFEST.yaml is written from the same registry. For each notebook it records:
+
+* ``mode``: ``sandbox`` (graded in the bubblewrap sandbox only: some attacks are only
+  contained there, e.g. a fork bomb or filling the disk) or ``off`` (graded with the
+  sandbox turned off, to test what holds without it);
+* ``points``: the score each task must get. Attacks placed after a task's correct code
+  must cost nothing; cheats must earn nothing;
+* ``notes``: text the student must see in the report (a clear message);
+* ``unsigned_points``: for forgeries, what the same notebook gets when the grader does
+  NOT check snapshot signatures - proof that the attack is potent, so that the signed
+  result (no points) is meaningful.
+
+Attacks that would only prove something by *failing* are written the other way round
+where possible: the notebook does the task only if the attack found nothing (no secret,
+no network, no solutions), so a crash cannot pass the test by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SOLUTION = REPO / "solutions" / "computational_graph.ipynb"
+OUT = Path(__file__).resolve().parent / "hostile"
+FULL = {1: 3, 2: 4, 3: 4, 4: 5, 5: 4}
+ORPHAN_MARK = "torchgrade-orphan-marker"
+SECRET_MARK = "hostile-secret"  # the tests put GITHUB_TOKEN=hostile-secret-... in the grader's environment
+LISTEN_PORT = 47613  # the tests listen on 127.0.0.1:47613; the sandbox must not reach it
+
+NOTEBOOKS: dict[str, dict] = {}
+
+
+def hostile(file, mode, description, points=None, notes=(), unsigned_points=None):
+    def register(build):
+        NOTEBOOKS[file] = dict(mode=mode, description=description, points=dict(points or FULL), notes=list(notes),
+                               unsigned_points=unsigned_points, build=build)
+        return build
+    return register
+
+
+# ---------------------------------------------------------------- helpers
+
+def task_cell(nb, n: int):
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.source.split("\n", 1)[0].strip() == f"# TASK {n}"]
+    assert len(cells) == 1, n
+    return cells[0]
+
+
+def given_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.split("\n", 1)[0].strip() == "# GIVEN"]
+
+
+def append(nb, n: int, code: str) -> None:
+    cell = task_cell(nb, n)
+    cell.source = cell.source.rstrip("\n") + "\n\n" + code.strip("\n")
+
+
+def prepend(nb, n: int, code: str) -> None:
+    cell = task_cell(nb, n)
+    marker, _, rest = cell.source.partition("\n")
+    cell.source = marker + "\n" + code.strip("\n") + "\n\n" + rest
+
+
+def replace(nb, n: int, code: str) -> None:
+    task_cell(nb, n).source = f"# TASK {n}\n" + code.strip("\n")
+
+
+# ---------------------------------------------------------------- denial of service
+
+@hostile("timeouts.ipynb", "sandbox",
+         "Task 1 loops forever, task 3 sleeps forever, task 5 loops and swallows every KeyboardInterrupt "
+         "(the kernel must be replaced).",
+         points={1: 0, 2: 4, 3: 0, 4: 5, 5: 0},
+         notes=["ran longer than", "did not stop when interrupted, so its kernel was replaced"])
+def timeouts(nb):
+    prepend(nb, 1, "while True:\n    pass")
+    prepend(nb, 3, "import time\ntime.sleep(10**6)")
+    prepend(nb, 5, """
+import time
+while True:          # an interrupt cannot stop this cell
+    try:
+        time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+""")
+    return nb
+
+
+@hostile("crashes.ipynb", "sandbox",
+         "Task 2 ends with os._exit(3), task 3 with a segfault through ctypes; task 5 first tries to kill "
+         "the grader (its parent) and PID 1, then does the work.",
+         points={1: 3, 2: 0, 3: 0, 4: 0, 5: 4},
+         notes=["exited with status 3", "segmentation fault", "a fresh kernel was started"])
+def crashes(nb):
+    append(nb, 2, "import os\nos._exit(3)")
+    append(nb, 3, "import ctypes\nctypes.string_at(0)")
+    prepend(nb, 5, """
+import os, signal
+for target in (os.getppid(), 1):
+    for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+        try:
+            os.kill(target, sig)
+        except OSError:
+            pass
+""")
+    return nb
+
+
+@hostile("memory.ipynb", "sandbox",
+         "After correct work: task 1 allocates 8 GiB in 128 MiB pieces, task 3 asks numpy for 800 GB, "
+         "task 5 asks torch for 400 GB. The address-space limit stops each one; nothing else is lost.",
+         notes=["ran out of memory"])
+def memory(nb):
+    append(nb, 1, "hog = [bytearray(2**27) for _ in range(64)]")
+    append(nb, 3, "import numpy\nnumpy.ones(10**11)")
+    append(nb, 5, "torch.ones(10**11)")
+    return nb
+
+
+ORPHANS = f"""
+import os, subprocess, sys
+MARK = "{ORPHAN_MARK}"
+sleeper = [sys.executable, "-c", "import time; time.sleep(600)", MARK]
+subprocess.Popen(sleeper, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+subprocess.Popen(sleeper, env={{}}, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+if os.fork() == 0:  # a daemon: new session, double fork
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, sleeper)
+    os._exit(0)
+"""
+
+
+@hostile("processes.ipynb", "sandbox",
+         "After correct work: task 1 leaves orphans (a new-session child, one with an empty environment, "
+         "a double-forked daemon), task 4 runs a fork bomb. All must be gone after grading.",
+         notes=["started too many processes"])
+def processes(nb):
+    append(nb, 1, ORPHANS)
+    append(nb, 4, """
+import os, time
+while True:  # fork until the process limit says no; every child keeps multiplying and never returns
+    if os.fork() == 0:
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                time.sleep(0.05)
+""")
+    return nb
+
+
+@hostile("output.ipynb", "sandbox",
+         "After correct work: 100 MB in one print, 100 MB in 1 MB prints, a 32 MB HTML display, 100 MB on "
+         "stderr, and a 1 GB string. The grader keeps none of it and its memory stays bounded.",
+         notes=["larger than 16 MiB; it was dropped", "ran out of memory"])
+def output(nb):
+    append(nb, 1, "print('x' * 10**8)")
+    append(nb, 2, "for _ in range(100):\n    print('y' * 10**6)")
+    append(nb, 3, "from IPython.display import HTML, display\ndisplay(HTML('<b>x</b>' * 4 * 10**6))")
+    append(nb, 4, "print('z' * 10**9)")
+    append(nb, 5, "import sys\nsys.stderr.write('e' * 10**8)")
+    return nb
+
+
+@hostile("files.ipynb", "sandbox",
+         "After correct work: task 1 writes a 200 MiB file, task 2 fills the disk; task 3 does no work and "
+         "writes a perfect results.json wherever it can; task 4 tries to write outside its folder.",
+         points={1: 3, 2: 4, 3: 0, 4: 5, 5: 4},
+         notes=["wrote too much to disk"])
+def files(nb):
+    append(nb, 1, "with open('big.bin', 'wb') as handle:\n    handle.write(bytes(200 * 2**20))")
+    append(nb, 2, """
+for number in range(16):  # 512 MiB in all
+    with open(f'fill{number}.bin', 'wb') as handle:
+        handle.write(bytes(32 * 2**20))
+""")
+    replace(nb, 3, """
+import json, os
+perfect = {"score": 20, "max_score": 20, "output": "all correct",
+           "tests": [{"name": "everything", "score": 20, "max_score": 20, "status": "passed"}]}
+for path in ("results.json", "../results.json", "/tmp/results.json", "/autograder/results/results.json",
+             os.path.expanduser("~/results.json")):
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as handle:
+            json.dump(perfect, handle)
+    except OSError:
+        pass
+""")
+    append(nb, 4, """
+import os
+for path in ("/etc/torchgrade-hostile", "/usr/torchgrade-hostile", "/run/torchgrade/torchgrade-hostile",
+             f"/proc/{os.getppid()}/cwd/torchgrade-hostile", os.path.expanduser("~/../torchgrade-hostile")):
+    try:
+        with open(path, "w") as handle:
+            handle.write("was here")
+    except OSError:
+        pass
+""")
+    return nb
+
+
+# ---------------------------------------------------------------- looking for what is not theirs
+
+SECRETS_SEEN = f"""
+import glob, os
+
+def secrets_seen():
+    seen = [key for key in os.environ if "GITHUB" in key or "TOKEN" in key or "SECRET" in key]
+    seen += [key for key, value in os.environ.items() if "{SECRET_MARK}" in value]
+    for path in glob.glob("/proc/*/environ"):
+        try:
+            with open(path, "rb") as handle:
+                if b"{SECRET_MARK}" in handle.read():
+                    seen.append(path)
+        except OSError:
+            pass
+    return seen
+"""
+
+NETWORK_REACHED = f"""
+import socket
+
+def network_reached():
+    for address in (("127.0.0.1", {LISTEN_PORT}), ("pypi.org", 443), ("1.1.1.1", 53)):
+        try:
+            socket.create_connection(address, timeout=2).close()
+            return True
+        except OSError:
+            pass
+    return False
+"""
+
+SOLUTIONS_FOUND = """
+import os
+
+def solutions_found(search_everywhere):
+    here = os.path.realpath(os.getcwd())
+    names = []
+    for depth in range(8):
+        base = os.path.join(here, *[".."] * depth)
+        names += [os.path.join(base, "solutions", "computational_graph.ipynb"),
+                  os.path.join(base, "graders", "computational_graph.py"),
+                  os.path.join(base, "config.yaml")]
+    if search_everywhere:
+        names += [f"/proc/{pid}/cwd/solutions/computational_graph.ipynb" for pid in (os.getppid(), 1)]
+        for top in ("/", os.path.expanduser("~")):
+            for root, dirs, files in os.walk(top):
+                if root.count(os.sep) > 5 or root.startswith(("/proc", "/sys", "/dev", "/usr")):
+                    dirs[:] = []
+                    continue
+                names += [os.path.join(root, name) for name in files
+                          if name in ("computational_graph.ipynb", "computational_graph.py")]
+    for name in names:
+        try:
+            if os.path.realpath(name).startswith(here + os.sep):
+                continue  # the submission's own copy
+            with open(name) as handle:
+                handle.read(100)
+            return name
+        except OSError:
+            pass
+    return None
+"""
+
+
+@hostile("snoop.ipynb", "sandbox",
+         "Each task does its work only if its attack finds nothing: task 1 looks for the grader's secrets "
+         "(environment, every /proc/*/environ), task 2 for a network (the grader's loopback, the internet), "
+         "task 3 for the solutions and grader files anywhere on the machine.")
+def snoop(nb):
+    replace(nb, 1, SECRETS_SEEN + "\nf = x**3 + y**2 if not secrets_seen() else x * 0")
+    prepend(nb, 2, NETWORK_REACHED + "\nassert not network_reached(), 'the network was reachable'")
+    prepend(nb, 3, SOLUTIONS_FOUND + "\nassert solutions_found(True) is None, 'found the solutions'")
+    return nb
+
+
+@hostile("unsandboxed.ipynb", "off",
+         "Without the sandbox: task 1 works only if no secret is in its environment, task 2 leaves orphans "
+         "(new session, empty environment, double fork), task 3 works only if no solution or grader file "
+         "is reachable from its working folder.")
+def unsandboxed(nb):
+    replace(nb, 1, """
+import os
+leaked = [key for key in os.environ if "GITHUB" in key or "TOKEN" in key or "SECRET" in key]
+leaked += [key for key, value in os.environ.items() if "%s" in value]
+with open("/proc/self/environ", "rb") as handle:
+    leaked += ["/proc/self/environ"] if b"%s" in handle.read() else []
+f = x**3 + y**2 if not leaked else x * 0
+""" % (SECRET_MARK, SECRET_MARK))
+    append(nb, 2, ORPHANS)  # no fork bomb here: without the sandbox, nothing may bound it (root ignores RLIMIT_NPROC)
+    prepend(nb, 3, SOLUTIONS_FOUND + "\nassert solutions_found(False) is None, 'found the solutions'")
+    return nb
+
+
+@hostile("cpu.ipynb", "sandbox",
+         "Graded with cpu_seconds 4 / cpu_seconds_hard 6: task 1 spins until SIGXCPU; task 3 ignores "
+         "SIGXCPU and spins until the hard limit kills it.",
+         points={1: 0, 2: 0, 3: 0, 4: 0, 5: 4},
+         notes=["used more than 4 s of CPU time", "it was killed"])
+def cpu(nb):
+    prepend(nb, 1, "while True:\n    pass")
+    prepend(nb, 3, "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass")
+    return nb
+
+
+# ---------------------------------------------------------------- tampering
+
+FORGER = r'''
+import json
+
+def _tensor(value, *, leaves=(), grad_fn=None, leaf=False, has_grad=False, ident=None, grad_fn_id=None):
+    data = value.detach()
+    return {"kind": "tensor", "id": id(value) if ident is None else ident, "shape": list(data.shape),
+            "numel": data.numel(), "grad_fn": grad_fn, "grad_fn_id": grad_fn_id if grad_fn else None,
+            "dtype": str(data.dtype).replace("torch.", ""), "requires_grad": bool(leaf or grad_fn),
+            "is_leaf": leaf, "has_grad": has_grad, "leaf_ids": list(leaves), "values": data.reshape(-1).tolist()}
+
+def _call(api, task, outputs, graph, leaves, results=(), create_graph=False, retain_graph=None):
+    return {"api": api, "task": task, "create_graph": create_graph, "retain_graph": retain_graph,
+            "gradient_given": api == "autograd.grad", "allow_unused": False, "materialize_grads": False,
+            "outputs": outputs, "input_ids": [], "graph_nodes": list(graph), "leaf_ids": list(leaves),
+            "result_ids": list(results), "raised": None}
+
+def forge(task, paths):
+    """A snapshot in which every check of the task passes, computed from the grader's own x and y."""
+    X, Y = globals()["x"], globals()["y"]
+    x, y = X.detach(), Y.detach()
+    leaves = [id(X), id(Y)]
+    values = {"x": _tensor(X, leaf=True, has_grad=task in (2, 5)), "y": _tensor(Y, leaf=True, has_grad=task in (2, 5))}
+    f = _tensor(x**3 + y**2, leaves=leaves, grad_fn="AddBackward0", ident=101, grad_fn_id=201)
+    calls = []
+    if task in (1, 2, 3):
+        values["f"] = f
+    if task == 2:
+        values["x.grad"], values["y.grad"] = _tensor(3 * x**2), _tensor(2 * y)
+        total = {"id": 102, "shape": [], "numel": 1, "grad_fn": "SumBackward0", "grad_fn_id": 202}
+        calls = [_call("Tensor.backward", 2, [total], [202, 201], leaves)]
+    if task in (3, 4):
+        values["f_x"] = _tensor(3 * x**2, leaves=[id(X)], grad_fn="MulBackward0", ident=103, grad_fn_id=203)
+        values["f_y"] = _tensor(2 * y, leaves=[id(Y)], grad_fn="MulBackward0", ident=104, grad_fn_id=204)
+    if task == 3:
+        values["x.grad"] = values["y.grad"] = {"kind": "none"}
+        calls = [_call("autograd.grad", 3, [{"id": 101, "shape": list(x.shape)}], [201], leaves, [103, 104], True)]
+    if task == 4:
+        values["f_xx"] = _tensor(6 * x, ident=105)
+        values["f_yy"] = _tensor(2 * torch.ones_like(y), ident=106)
+        values["f_xy"] = _tensor(torch.zeros_like(x), ident=107)
+        calls = [_call("autograd.grad", 4, [{"id": 103, "shape": list(x.shape)}], [203], [id(X)], [105, 107], False, True),
+                 _call("autograd.grad", 4, [{"id": 104, "shape": list(y.shape)}], [204], [id(Y)], [106])]
+    if task == 5:
+        z = x * y
+        values["z"] = _tensor(z, leaves=leaves, grad_fn="MulBackward0", ident=108, grad_fn_id=208)
+        values["a"] = _tensor(z.sum(), leaves=leaves, grad_fn="SumBackward0", ident=109, grad_fn_id=209)
+        values["b"] = _tensor((z**2).sum(), leaves=leaves, grad_fn="SumBackward0", ident=110, grad_fn_id=210)
+        values["x.grad"], values["y.grad"] = _tensor(y * (1 + 2 * z)), _tensor(x * (1 + 2 * z))
+        calls = [_call("Tensor.backward", 5, [{"id": 109, "shape": []}], [209, 208], leaves, retain_graph=True),
+                 _call("Tensor.backward", 5, [{"id": 110, "shape": []}], [210, 211, 208], leaves)]
+    return {"task": task, "values": {p: values.get(p, {"kind": "missing"}) for p in paths},
+            "calls": calls, "dropped_calls": 0, "integrity": []}
+
+def forged_line(task, paths, nonce):
+    return nonce + "- " + json.dumps(forge(task, paths))
+'''
+
+NO_WORK = "pass  # no work: the forgery will answer"
+
+
+@hostile("forged_probe.ipynb", "sandbox",
+         "No work at all; task 1 replaces __torchgrade__ with an object whose snapshot() prints a perfect "
+         "forged snapshot with the grader's nonce (it receives it as an argument).",
+         points={n: 0 for n in FULL}, notes=["forged snapshot"], unsigned_points=FULL)
+def forged_probe(nb):
+    replace(nb, 1, FORGER + '''
+real_probe = __torchgrade__
+
+class FakeProbe:
+    def begin_task(self, number):
+        real_probe.begin_task(number)
+
+    def values_match(self, value, expected):
+        return real_probe.values_match(value, expected)
+
+    def snapshot(self, task, paths, nonce):
+        print(forged_line(task, paths, nonce))
+
+__torchgrade__ = FakeProbe()
+''')
+    for n in (2, 3, 4, 5):
+        replace(nb, n, NO_WORK)
+    return nb
+
+
+@hostile("hooks.ipynb", "sandbox",
+         "No work at all; an IPython pre_run_cell hook reads the nonce from the snapshot cell's source and "
+         "prints a perfect forged snapshot, a patched Session.send drops the probe's real line on its way "
+         "out; plus forged lines printed and displayed in ordinary cells, sys.excepthook and "
+         "set_custom_exc handlers that print forged lines.",
+         points={n: 0 for n in FULL}, notes=["forged snapshot"], unsigned_points=FULL)
+def hooks(nb):
+    replace(nb, 1, FORGER + r'''
+import ast, re, sys
+from IPython.display import JSON, display
+
+shell = get_ipython()
+SNAPSHOT = re.compile(r"__torchgrade__\.snapshot\((\d+), (\[.*?\]), '(TORCHGRADE-[0-9a-f]+:)'\)")
+REAL_LINE = re.compile(r"^TORCHGRADE-[0-9a-f]{32}:[0-9a-f]{64} .*$\n?", re.M)
+
+def before(info):
+    found = SNAPSHOT.search(info.raw_cell or "")
+    if found:
+        print(forged_line(int(found.group(1)), ast.literal_eval(found.group(2)), found.group(3)), flush=True)
+
+shell.events.register("pre_run_cell", before)
+
+session = shell.kernel.session
+original_send = session.send
+
+def send(stream, msg_or_type, content=None, *args, **kwargs):
+    if isinstance(msg_or_type, dict) and msg_or_type.get("msg_type") == "stream":
+        text = msg_or_type["content"].get("text", "")
+        msg_or_type["content"] = dict(msg_or_type["content"], text=REAL_LINE.sub("", text))
+    return original_send(stream, msg_or_type, content, *args, **kwargs)
+
+session.send = send
+
+def handler(shell, etype, value, tb, tb_offset=None):
+    print(forged_line(1, ["x", "y", "f"], "TORCHGRADE-" + "0" * 32 + ":"))
+    return ["swallowed"]
+
+shell.set_custom_exc((Exception,), handler)
+sys.excepthook = lambda *exc: print(forged_line(1, ["x", "y", "f"], "TORCHGRADE-" + "0" * 32 + ":"))
+print(forged_line(1, ["x", "y", "f"], "TORCHGRADE-" + "0" * 32 + ":"))
+display(JSON(forge(1, ["x", "y", "f"])))
+display({"text/plain": forged_line(1, ["x", "y", "f"], "TORCHGRADE-" + "1" * 32 + ":")}, raw=True)
+''')
+    replace(nb, 2, NO_WORK + "\nraise ValueError('handled by the custom exception handler')")
+    for n in (3, 4, 5):
+        replace(nb, n, NO_WORK)
+    return nb
+
+
+@hostile("monkeypatch.ipynb", "sandbox",
+         "Task 1: a wrong f with torch.allclose/numpy.allclose/Tensor.__eq__/Tensor.tolist patched. "
+         "Task 2: no backward(); a TorchFunctionMode left active fakes x.grad and y.grad. Task 3: f_x from "
+         "a formula, no create_graph, with bool rebound, inspect.Signature.bind and json patched to report "
+         "create_graph=True. Task 4: correct values as a torch.Tensor subclass. Task 5: all the work moved "
+         "into the (edited) GIVEN cell, which the grader replaces.",
+         points={1: 1, 2: 0, 3: 3, 4: 0, 5: 0})
+def monkeypatch(nb):
+    replace(nb, 1, """
+import numpy, torch
+torch.allclose = lambda *args, **kwargs: True
+torch.equal = lambda *args, **kwargs: True
+torch.isclose = lambda a, b, *args, **kwargs: torch.ones_like(a, dtype=torch.bool)
+numpy.allclose = lambda *args, **kwargs: True
+numpy.array_equal = lambda *args, **kwargs: True
+torch.Tensor.__eq__ = lambda self, other: True
+torch.Tensor.tolist = lambda self: (self.detach() * 0 + 1).numpy().tolist()
+f = x**2 + y**3  # the wrong function
+""")
+    replace(nb, 2, """
+from torch.overrides import TorchFunctionMode
+
+class FakeGradients(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if getattr(getattr(func, "__self__", None), "__name__", "") == "grad" and result is None and args:
+            if args[0] is globals().get("x"):
+                return 3 * args[0].detach() ** 2
+            if args[0] is globals().get("y"):
+                return 2 * args[0].detach()
+        return result
+
+FakeGradients().__enter__()  # never left
+""")
+    replace(nb, 3, """
+import inspect, json
+bool = lambda *args, **kwargs: True
+real_bind = inspect.Signature.bind
+
+def bind(self, *args, **kwargs):
+    bound = real_bind(self, *args, **kwargs)
+    if "create_graph" in self.parameters:
+        bound.arguments["create_graph"] = True
+    return bound
+
+inspect.Signature.bind = bind
+real_dumps, real_encode = json.dumps, json.JSONEncoder.encode
+json.dumps = lambda *a, **k: real_dumps(*a, **k).replace('"create_graph": false', '"create_graph": true')
+json.JSONEncoder.encode = lambda self, o: real_encode(self, o).replace('"create_graph": false', '"create_graph": true')
+torch.autograd.grad(f, x, grad_outputs=torch.ones_like(f), retain_graph=True)  # no create_graph
+f_x = 3 * x**2  # formulas, not derivatives from autograd
+f_y = 2 * y
+""")
+    replace(nb, 4, """
+class Cheat(torch.Tensor):
+    pass
+
+f_xx = torch.Tensor._make_subclass(Cheat, 6 * x.detach(), True)
+f_yy = torch.Tensor._make_subclass(Cheat, 2 * torch.ones_like(y).detach(), True)
+f_xy = torch.Tensor._make_subclass(Cheat, torch.zeros_like(x), True)
+""")
+    given_cells(nb)[-1].source += """
+z = x * y
+a = z.sum()
+b = (z ** 2).sum()
+a.backward(retain_graph=True)
+b.backward()"""
+    replace(nb, 5, "pass  # done in the GIVEN cell above")
+    return nb
+
+
+# ---------------------------------------------------------------- writing
+
+def build_all() -> dict[str, str]:
+    solution = nbformat.read(SOLUTION, as_version=4)
+    texts = {}
+    for file, entry in NOTEBOOKS.items():
+        nb = entry["build"](copy.deepcopy(solution))
+        for number, cell in enumerate(nb.cells):
+            cell["id"] = f"hostile-{number}"
+        texts[file] = nbformat.writes(nb) + "\n"
+    manifest = {
+        "assignment": "computational_graph",
+        "solution": "solutions/computational_graph.ipynb",
+        "files": {file: {key: entry[key] for key in ("mode", "description", "points", "notes", "unsigned_points")
+                         if entry[key] is not None}
+                  for file, entry in NOTEBOOKS.items()},
+    }
+    texts["MANIFEST.yaml"] = ("# Generated by tests/corpus/make_hostile.py -- edit that script, not this file.\n"
+                              + yaml.safe_dump(manifest, sort_keys=False, width=110, allow_unicode=True))
+    return texts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ")
+    args = parser.parse_args(argv)
+    texts = build_all()
+    if args.check:
+        stale = [name for name, text in texts.items()
+                 if not (OUT / name).exists() or (OUT / name).read_text(encoding="utf-8") != text]
+        unexpected = sorted(p.name for p in OUT.glob("*") if p.name not in texts)
+        for name in stale + unexpected:
+            print(f"{name}: {'stale' if name in stale else 'unexpected'}", file=sys.stderr)
+        return 1 if stale or unexpected else 0
+    OUT.mkdir(exist_ok=True)
+    for name, text in texts.items():
+        (OUT / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(texts)} files to {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

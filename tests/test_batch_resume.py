@@ -1,0 +1,167 @@
+"""An interrupted batch (kill -9) resumes without losing or duplicating rows; a dying worker stays alone.
+
+The batch grades a zip as an LMS exports it (a wrapping folder, one notebook per
+student), one submission at a time, and is killed with SIGKILL (the whole process
+group: batch and fork server) as soon as the first row is committed. Running the
+same command again must keep that row as it was and grade only the others.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS, ROOT, write_config
+
+GRADE = [sys.executable, str(ROOT / "grade.py")]
+SOLUTION = ROOT / "solutions" / "computational_graph.ipynb"
+
+
+def rows(database: Path) -> list[tuple]:
+    if not database.exists():
+        return []
+    try:
+        with sqlite3.connect(database, timeout=5) as db:
+            return db.execute("SELECT id, student, status, score, finished_at, content_hash FROM submissions "
+                              "ORDER BY id").fetchall()
+    except sqlite3.OperationalError:  # the schema is being created right now
+        return []
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_batch_resumes_without_losing_or_duplicating_rows(tmp_path):
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.write(SOLUTION, "hw1/alice.ipynb")
+        bundle.write(CORPUS / "wrong_function.ipynb", "hw1/bob.ipynb")
+        bundle.writestr("hw1/notes.txt", "not a notebook")
+    config = write_config(tmp_path, limits__cell_timeout=30, limits__notebook_timeout=120)
+    output = tmp_path / "out"
+    database = output / "gradebook.sqlite"
+    command = GRADE + [str(archive), "--config", str(config), "--output-dir", str(output)]
+
+    batch = subprocess.Popen(command + ["--jobs", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not rows(database) and batch.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert batch.poll() is None, "the batch ended before it could be interrupted: " + batch.stderr.read().decode()[-2000:]
+    first = rows(database)
+    assert len(first) == 1, first
+    os.killpg(batch.pid, signal.SIGKILL)  # the batch and its fork server; workers die with their parent
+    batch.wait(10)
+    batch.stderr.close()
+    assert rows(database) == first  # what was committed survived the kill
+
+    deadline = time.monotonic() + 15  # the worker that was grading the next notebook is gone too
+    while workers_logging_into(output) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not workers_logging_into(output)
+
+    again = subprocess.run(command + ["--jobs", "2"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    final = rows(database)
+    assert [r[1] for r in final].count(first[0][1]) == 1 and len(final) == 2
+    assert {r[1]: (r[2], r[3]) for r in final} == {"alice": ("graded", 20.0), "bob": ("graded", 18.0)}
+    assert first[0] in final  # the row graded before the kill was kept as it was, not graded again
+    assert "unchanged:        1" in again.stdout and "notebooks run:    1" in again.stdout
+    assert "class.zip:hw1/alice.ipynb" in (output / "grades.csv").read_text(encoding="utf-8")
+    with sqlite3.connect(database) as db:
+        batches = db.execute("SELECT finished_at IS NOT NULL FROM batches ORDER BY id").fetchall()
+    assert batches == [(0,), (1,)]  # the killed batch never finished; the second did
+
+
+def workers_logging_into(output: Path) -> list[int]:
+    """Living worker processes of a batch: their stdout is a log file in the batch's .work folder."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/1")
+        except OSError:
+            continue
+        if target.startswith(str(output / ".work")) and process_alive(int(pid)):
+            found.append(int(pid))
+    return found
+
+
+# ------------------------------------------------------------------- the worker pool alone
+
+@pytest.fixture(scope="module")
+def quick_entry(tmp_path_factory):
+    from torchgrade.config import load_config
+
+    directory = tmp_path_factory.mktemp("pool-config")
+    return load_config(write_config(directory, limits__cell_timeout=30)).assignments["computational_graph"]
+
+
+def sleeper(tmp_path: Path) -> Path:
+    import nbformat
+
+    notebook = nbformat.read(SOLUTION, as_version=4)
+    cell = next(c for c in notebook.cells if c.source.startswith("# TASK 1"))
+    cell.source = "# TASK 1\nimport time\ntime.sleep(25)\n" + cell.source
+    path = tmp_path / "sleeper.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def finish(pool, count: int, timeout: float = 240) -> dict:
+    ended, deadline = {}, time.monotonic() + timeout
+    while len(ended) < count and time.monotonic() < deadline:
+        for result in pool.wait(0.5):
+            ended[result.job.student] = result
+    return ended
+
+
+def test_a_worker_killed_from_outside_costs_only_its_own_submission(quick_entry, tmp_path):
+    """Like the OOM killer taking one worker: its row says why, the submission next to it is unaffected."""
+    from torchgrade.batch.worker import Job, Pool
+
+    def job(number, student, path):
+        return Job(number, student, path, path.name, tmp_path / f"{number}.json", tmp_path / f"{number}.log")
+
+    with Pool(quick_entry, "computational_graph", jobs=2, budget=300) as pool:
+        pool.start(job(0, "good", SOLUTION))
+        pool.start(job(1, "victim", sleeper(tmp_path)))
+        victim = next(p for j, p, _ in pool.running.values() if j.student == "victim")
+        time.sleep(3)
+        os.kill(victim.pid, signal.SIGKILL)
+        ended = finish(pool, 2)
+    assert ended["victim"].status == "failed"
+    assert ended["victim"].reason.startswith("the grading process died (killed by signal 9 (SIGKILL))")
+    good = ended["good"]
+    assert good.status == "graded" and good.report.score == good.report.max_score == 20
+    assert good.evidence_json and len(good.evidence_json) == 2
+    assert good.worker_peak_rss_kb > 10_000
+
+
+def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick_entry, tmp_path):
+    from torchgrade.batch.worker import Job, Pool, descendants
+
+    path = sleeper(tmp_path)
+    with Pool(quick_entry, "computational_graph", jobs=1, budget=6) as pool:
+        pool.start(Job(0, "slow", path, path.name, tmp_path / "0.json", tmp_path / "0.log"))
+        worker = next(iter(pool.running.values()))[1]
+        time.sleep(4.5)
+        below = descendants(worker.pid)  # the kernels (and whatever they started) at that moment
+        ended = finish(pool, 1, timeout=60)
+    result = ended["slow"]
+    assert result.status == "failed" and result.reason.startswith("grading took longer than 6 s and was stopped")
+    time.sleep(1)
+    assert not process_alive(worker.pid)
+    assert below and not [pid for pid in below if process_alive(pid)]

@@ -1,0 +1,154 @@
+"""The class report opens in a real browser: headless Chromium takes a screenshot and dumps the DOM.
+
+It reads the report of the class batch graded by test_batch.py (run once per session).
+CI installs the Debian packages `chromium` and `chromium-driver`; without Chromium the
+test is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from test_batch import EXPECTED, graded_class
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian packages "
+                                                         "chromium and chromium-driver; .ci/run installs them)")
+WIDTH, HEIGHT = 1280, 3400
+
+
+@pytest.fixture(scope="session")
+def class_batch(tmp_path_factory):
+    return graded_class(tmp_path_factory)
+
+
+def chromium(tmp_path: Path, url: str, *mode: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-extensions", "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND",
+               f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", "--virtual-time-budget=5000",
+               *mode, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+class Page(HTMLParser):
+    """What the dumped DOM shows: images, summary cards, and the rows of each table by id."""
+
+    def __init__(self):
+        super().__init__()
+        self.images: list[dict] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self.table_attrs: dict[str, dict] = {}
+        self.links: list[str] = []
+        self.cards: dict[str, str] = {}  # data-key -> the number it shows
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._card: str | None = None
+        self._card_text: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        elif tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        elif tag == "table" and attrs.get("id"):
+            self._table = attrs["id"]
+            self.tables[self._table] = []
+            self.table_attrs[self._table] = attrs
+        elif tag == "tr" and self._table:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "div" and attrs.get("class") == "card":
+            self._card = attrs.get("data-key")
+        elif tag == "b" and self._card:
+            self._card_text = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "b" and self._card_text is not None:
+            self.cards[self._card] = "".join(self._card_text).strip()
+            self._card_text = None
+        elif tag == "div":
+            self._card = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._card_text is not None:
+            self._card_text.append(data)
+
+
+def test_the_report_renders_in_chromium(class_batch, tmp_path):
+    report = class_batch.output / "report.html"
+    assert report.exists()
+    url = report.as_uri()
+
+    # 1. A screenshot of the whole page: the right size, and not blank (plots and tables drew).
+    shot = tmp_path / "report.png"
+    result = chromium(tmp_path, url, f"--screenshot={shot}")
+    assert shot.exists(), result.stderr[-2000:]
+    from PIL import Image, ImageStat
+
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (WIDTH, HEIGHT)
+    assert max(ImageStat.Stat(image.convert("L")).stddev) > 20  # a blank page has no contrast
+    colors = image.getcolors(maxcolors=WIDTH * HEIGHT)
+    histogram_blue = sum(n for n, (r, g, b) in colors if abs(r - 0x2F) < 12 and abs(g - 0x6F) < 12 and abs(b - 0xB0) < 12)
+    assert histogram_blue > 500  # the score histogram's bars are on screen
+
+    # 2. The DOM after the page's script ran, asked to sort the students by total, highest first.
+    result = chromium(tmp_path, url + "#sort=total:desc", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = Page()
+    page.feed(result.stdout)
+    plots = [i for i in page.images if i.get("src", "").startswith("data:image/png;base64,")]
+    assert {i.get("id") for i in plots} == {"score-histogram", "task-plot", "check-plot"}
+    assert all(i.get("alt") for i in plots)
+    cards = page.cards
+    graded = sum(1 for status, _ in EXPECTED.values() if status != "failed")
+    assert cards["submissions"] == str(len(EXPECTED))
+    assert int(cards["graded"]) + int(cards["could-not-grade"]) == len(EXPECTED) and int(cards["graded"]) >= graded - 1
+    assert cards["missing"] == "2" and re.fullmatch(r"\d+\.\d\d / 20", cards["mean"])
+
+    students = page.tables["students"]
+    header, body = students[0], students[1:]
+    assert header[:2] == ["Student", "File"] and header[2:7] == [f"Task {n}" for n in range(1, 6)]
+    assert 'id="students" data-sorted-by="student:ascending"' in report.read_text(encoding="utf-8")  # as written
+    assert page.table_attrs["students"].get("data-sorted-by") == "total:descending"  # as the page's script left it
+    totals = [float(row[7]) if row[7] else -1.0 for row in body]
+    assert totals == sorted(totals, reverse=True) and totals[0] == 20.0
+    assert len(body) == len(EXPECTED) + 2  # and the two roster students who handed nothing in
+    names = [row[0] for row in body]
+    assert {"Alice Smith", "bob@example.edu", "Dave", "Zoe Quinn"} <= set(names)
+
+    tasks = page.tables["task-rates"]
+    assert [row[0] for row in tasks[1:]] == [f"Task {n}" for n in range(1, 6)]
+    checks = page.tables["check-rates"]
+    assert len(checks) == 1 + 13 and all(row[4].endswith("%") for row in checks[1:])
+    failures = page.tables["failure-messages"]
+    counts = [int(row[0]) for row in failures[1:]]
+    assert counts == sorted(counts, reverse=True)  # most frequent first
+    assert any(row[1].split()[2] == "t1_f_value" and "bob@example.edu" in row[3] and "Expected:" in row[2]
+               for row in failures[1:])  # row[1] is "Task 1: t1_f_value <title>"
+    assert any("not JSON" in row[1] and "Dave" in row[2] for row in page.tables["failed-submissions"][1:])
+
+    feedback = [link for link in page.links if link.startswith("feedback/")]
+    assert feedback and all((class_batch.output / link).is_file() for link in feedback)
+    assert not [link for link in page.links if re.match(r"(https?:)?//", link)]

@@ -1,0 +1,464 @@
+"""Instructor batch grading: ``python grade.py PATH...`` with several notebooks, a folder or a zip.
+
+The flow (docs/batch.md is the instructor's guide):
+
+    discover (notebooks, folders, zips) -> identities (file/folder names or --roster)
+    -> decide per submission, against the gradebook:
+         unchanged (same content, same grader, same scoring)  -> keep the stored row
+         same content and grader, other points/tolerances/messages -> re-check stored snapshots
+         anything else (new, changed, --force)               -> execute in a fresh worker process
+    -> gradebook.sqlite (a commit per submission) -> grades.csv, feedback/, report.html -> summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import AssignmentConfig
+from ..errors import EXIT_GRADED, EXIT_USAGE, GradingError
+from ..evidence_store import (
+    EvidenceError, NoExecution, execution_fingerprint, grade_from_evidence, loads_evidence, scoring_fingerprint,
+    stale_reason,
+)
+from ..pipeline import Grader
+from .discover import Found, discover
+from .exports import StudentRow, TaskInfo, feedback_names, write_feedback, write_grades_csv
+from .gradebook import Gradebook, Outcome, Row, now
+from .progress import Progress, clock
+from .report import CheckInfo, render_report
+from .roster import assign, load_roster
+
+DEFAULT_OUTPUT = "grading-output"
+MEMORY_PER_WORKER = int(1.2 * 2**30)  # a worker and its two kernels, each with torch loaded
+EXIT_INTERRUPTED = 130
+
+
+class BatchUsageError(GradingError):
+    exit_status = EXIT_USAGE
+    label = "cannot run the batch"
+
+
+@dataclass
+class Item:
+    """One submission of this batch and what to do with it."""
+
+    number: int
+    student: str
+    found: Found
+    content_hash: str = ""
+    action: str = "execute"  # execute | rescore | unchanged | refused
+    source: Row | None = None  # the stored row whose evidence a re-score reads
+    why: str = ""  # why it must execute (for --debug)
+    started_at: str = ""
+
+
+@dataclass
+class Tally:
+    executed: int = 0
+    rescored: int = 0
+    rescored_twins: int = 0  # re-checked because the same file was graded before under another name
+    unchanged: int = 0
+    failed: int = 0
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def default_output_dir(paths: list[Path]) -> Path:
+    """A folder beside the submissions: next to the folder or zip given, or beside the notebooks given."""
+    parents = [str(p.resolve().parent) for p in paths]
+    return Path(os.path.commonpath(parents)) / DEFAULT_OUTPUT
+
+
+def default_jobs() -> tuple[int, str]:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is not None and available // MEMORY_PER_WORKER < cores:
+        jobs = max(1, available // MEMORY_PER_WORKER)
+        return jobs, f"{cores} cores, limited by {available / 2**30:.1f} GiB of free memory"
+    return cores, "the number of cores"
+
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def worker_budget(config: AssignmentConfig) -> float:
+    """The wall-clock backstop of one worker: a whole run, kernel restarts, and slack."""
+    limits = config.limits
+    return float(limits.notebook_timeout + 4 * limits.startup_timeout + 120)
+
+
+class OutputLock:
+    """One batch at a time per output folder."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+        self.handle = None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+
+        self.handle = open(self.path, "w")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise BatchUsageError(f"another batch is writing to {self.path.parent}; wait for it or choose "
+                                  "another --output-dir") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def describe_isolation(entry: AssignmentConfig) -> str | None:
+    """How kernels will be isolated (and the sandbox's loud warning, once, here rather than in each worker)."""
+    mode = getattr(entry.limits, "sandbox", None)
+    if mode is None:
+        return None
+    try:
+        from ..sandbox import isolation
+    except ImportError:
+        return None
+    return isolation(mode).describe()  # raises GradingError when the sandbox is required but missing
+
+
+# ------------------------------------------------------------------------------ the batch
+
+def run_batch(args: argparse.Namespace, name: str, entry: AssignmentConfig) -> int:
+    started = time.monotonic()
+    paths: list[Path] = list(args.paths)
+    if args.jobs is not None and args.jobs < 1:
+        raise BatchUsageError("--jobs must be 1 or more")
+    if getattr(args, "format", "text") != "text":
+        print(f"note: --format {args.format} applies to one notebook; a batch writes gradebook.sqlite, grades.csv, "
+              "feedback/ and report.html", file=sys.stderr)
+    jobs, jobs_why = (args.jobs, "--jobs") if args.jobs else default_jobs()
+    output = (args.output_dir or default_output_dir(paths)).resolve()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as problem:
+        raise BatchUsageError(f"{output}: cannot create the output folder ({problem.strerror})") from None
+    where = "" if args.output_dir else " (the default, beside the submissions; choose another with --output-dir)"
+    say(f"Output folder: {output}{where}")
+    with OutputLock(output):
+        work = output / ".work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        try:
+            return _run(args, name, entry, paths, output, work, jobs, jobs_why, started)
+        finally:
+            if not getattr(args, "debug", False):
+                shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args, name: str, entry: AssignmentConfig, paths: list[Path], output: Path, work: Path, jobs: int,
+         jobs_why: str, started: float) -> int:
+    found = discover(paths, work / "unpacked", entry.exercise.name, skip=(output,))
+    roster = load_roster(args.roster) if args.roster else None
+    matched = assign(found, roster)
+    for warning in matched.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    grader = Grader.from_config(name, entry, executor=NoExecution())
+    grader_version = execution_fingerprint(grader)
+    scoring_version = scoring_fingerprint(grader, grader_version)
+    book = Gradebook(output / "gradebook.sqlite")
+    try:
+        return _grade(args, name, entry, output, work, jobs, jobs_why, started, matched, grader, book,
+                      grader_version, scoring_version)
+    finally:
+        book.close()
+
+
+def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, jobs: int, jobs_why: str,
+           started: float, matched, grader: Grader, book: Gradebook, grader_version: str, scoring_version: str) -> int:
+    items = [Item(number, student, item) for number, (student, item) in enumerate(matched.submissions)]
+    for item in items:
+        decide(item, book, name, grader_version, scoring_version, args.force)
+    to_execute = [i for i in items if i.action == "execute"]
+    plan = {a: sum(1 for i in items if i.action == a) for a in ("execute", "rescore", "unchanged", "refused")}
+    say(f"Assignment: {name} ({entry.title}); {len(items)} submission{'s' if len(items) != 1 else ''}"
+        + (f" and {len(matched.missing)} roster student(s) without one" if matched.missing else ""))
+    say(f"To do: execute {plan['execute']}, re-check stored snapshots of {plan['rescore']}, "
+        f"unchanged {plan['unchanged']}" + (f", unreadable {plan['refused']}" if plan["refused"] else "")
+        + (f"; {min(jobs, max(1, plan['execute']))} worker(s) ({jobs_why})" if plan["execute"] else ""))
+
+    if plan["execute"]:
+        kernels = describe_isolation(entry)
+        if kernels:
+            say(f"Kernels: {kernels}")
+
+    command = " ".join(shlex.quote(a) for a in sys.argv) or "grade.py"
+    batch_id = book.start_batch(name, command, jobs, len(items))
+    tally = Tally()
+    progress = Progress(len(items), len(to_execute), min(jobs, max(1, len(to_execute))))
+    failures: list[tuple[str, str, str]] = []
+    rescore_seconds = 0.0
+
+    def record(item: Item, outcome: Outcome, executed_seconds: float | None = None) -> None:
+        book.save(name, outcome, batch_id)
+        failed = outcome.status == "failed"
+        if failed:
+            tally.failed += 1
+            failures.append((item.student, item.found.shown, outcome.reason or ""))
+        score = f"could not grade: {(outcome.reason or '')[:120]}" if failed \
+            else f"{outcome.report.score:g}/{outcome.report.max_score:g}"
+        how = {"execution": f" ({outcome.wall_seconds or 0:.1f} s)", "rescore": " (re-checked)"}
+        progress.advance(f"{item.student}: {score}{how.get(outcome.graded_by, '')}", failed=failed,
+                         executed_seconds=executed_seconds, key=item.number)
+
+    interrupted = False
+    try:
+        # Unchanged and unreadable submissions first (instant), then executions and re-scores interleaved.
+        for item in items:
+            if item.action == "unchanged":
+                tally.unchanged += 1
+                row = item.source
+                if row.file != item.found.shown:
+                    book.db.execute("UPDATE submissions SET file=? WHERE id=?", (item.found.shown, row.id))
+                if row.status == "failed":
+                    tally.failed += 1
+                    failures.append((item.student, item.found.shown, row.reason or ""))
+                progress.advance(f"{item.student}: unchanged since the last run", failed=row.status == "failed")
+            elif item.action == "refused":
+                record(item, refused_outcome(item, grader_version, scoring_version))
+        rescores = [i for i in items if i.action == "rescore"]
+        queue = list(to_execute)
+        from .worker import Job, Pool
+
+        with Pool(entry, name, jobs, worker_budget(entry)) as pool:
+            while queue or pool.running or rescores:
+                while queue and pool.free:
+                    item = queue.pop(0)
+                    pool.start(Job(item.number, item.student, item.found.path, report_name(item.found),
+                                   work / f"result-{item.number}.json", work / f"worker-{item.number}.log"))
+                    item.started_at = now()
+                    progress.began(item.number)
+                if rescores:
+                    item = rescores.pop(0)
+                    began = time.monotonic()
+                    outcome = rescore(item, book, grader, grader_version, scoring_version)
+                    rescore_seconds += time.monotonic() - began
+                    if outcome is None:  # stored evidence unusable: run it after all
+                        item.action = "execute"
+                        queue.append(item)
+                        progress.to_execute += 1
+                    else:
+                        tally.rescored += 1
+                        tally.rescored_twins += item.why == "twin"
+                        record(item, outcome)
+                    ended = pool.wait(0)
+                else:
+                    ended = pool.wait(0.5)
+                    progress.draw()
+                for result in ended:
+                    item = items[result.job.number]
+                    tally.executed += 1
+                    outcome = executed_outcome(item, result, grader_version, scoring_version)
+                    if getattr(args, "debug", False) and result.status == "failed":
+                        from .worker import log_tail
+
+                        print(f"--- worker log of {item.student}:\n{log_tail(result.job)}", file=sys.stderr)
+                    for note in result.notes:
+                        print(f"warning: {item.student}: {note}", file=sys.stderr)
+                    record(item, outcome, executed_seconds=result.wall_seconds)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+    wall = time.monotonic() - started
+    book.finish_batch(batch_id, tally.executed, tally.rescored, tally.unchanged, tally.failed, wall)
+    if interrupted:
+        done = progress.done
+        say(f"Interrupted after {done} of {len(items)} submissions; all of them are saved in "
+            f"{output / 'gradebook.sqlite'}. Run the same command again to continue.")
+        return EXIT_INTERRUPTED
+
+    notes = [f"Last batch: {tally.executed} notebook(s) run, {tally.rescored} re-checked from stored snapshots, "
+             f"{tally.unchanged} unchanged; {clock(wall)} wall time.",
+             f"Grader version {grader_version}, scoring version {scoring_version}."]
+    rows = export_all(book, name, entry, grader, items, matched.missing, output, notes)
+    summarize(name, entry, rows, tally, failures, matched.missing, wall, rescore_seconds, output, jobs, len(to_execute))
+    return EXIT_GRADED
+
+
+# -------------------------------------------------------------------------- decisions
+
+def decide(item: Item, book: Gradebook, name: str, grader_version: str, scoring_version: str, force: bool) -> None:
+    found = item.found
+    if found.problem or found.path is None:
+        item.action, item.content_hash = "refused", "problem:" + hashlib.sha256((found.problem or "").encode()).hexdigest()
+        return
+    try:
+        item.content_hash = content_hash(found.path)
+    except OSError as problem:
+        found_problem = f"{found.shown}: cannot read it ({problem.strerror})"
+        item.found = Found(found.key, None, found.shown, found.relative, found.folder, found_problem)
+        item.action, item.content_hash = "refused", "unreadable"
+        return
+    if force:
+        item.action, item.why = "execute", "--force"
+        return
+    row = book.row(name, item.student)
+    if row and row.content_hash == item.content_hash and row.grader_version == grader_version:
+        if row.status == "failed":
+            if row.failure_kind == "grader":
+                item.action, item.why = "execute", "the last attempt failed for a reason of the grader's"
+            else:
+                item.action, item.source = "unchanged", row
+            return
+        if row.scoring_version == scoring_version:
+            item.action, item.source = "unchanged", row
+        else:
+            item.action, item.source, item.why = "rescore", row, "scoring"
+        return
+    twin = book.graded_with_content(name, item.content_hash, grader_version)
+    if twin is not None:  # the same file was executed before (another name, or the roster changed)
+        item.action, item.source, item.why = "rescore", twin, "twin"
+        return
+    item.action = "execute"
+    item.why = "new" if row is None else "content changed" if row.content_hash != item.content_hash else "grader changed"
+
+
+def report_name(found: Found) -> str:
+    """The submission as its report (and so the student's feedback) names it: without the instructor's folders."""
+    return found.relative or found.shown
+
+
+def refused_outcome(item: Item, grader_version: str, scoring_version: str) -> Outcome:
+    reason = item.found.problem
+    return Outcome(student=item.student, source_name=item.found.key, file=item.found.shown,
+                   content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
+                   status="failed", graded_by="none", started_at=now(), failure_kind="submission", reason=reason)
+
+
+def rescore(item: Item, book: Gradebook, grader: Grader, grader_version: str, scoring_version: str) -> Outcome | None:
+    """Check the stored snapshots again (no notebook runs); None when they cannot be used."""
+    began, started_at = time.monotonic(), now()
+    book_row = item.source
+    try:
+        texts = book.evidence_json(book_row.id)
+        evidence = loads_evidence("[" + ",".join(texts) + "]")
+        if not evidence or stale_reason(grader, item.found.path.read_bytes(), evidence):
+            return None
+        report = grade_from_evidence(grader, item.found.path, evidence, submission=report_name(item.found),
+                                     execution_time=book_row.execution_seconds or 0.0)
+    except (EvidenceError, GradingError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return Outcome(student=item.student, source_name=item.found.key, file=item.found.shown,
+                   content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
+                   status="graded", graded_by="rescore", started_at=started_at, report=report, evidence_json=texts,
+                   execution_seconds=book_row.execution_seconds, wall_seconds=round(time.monotonic() - began, 3))
+
+
+def executed_outcome(item: Item, result, grader_version: str, scoring_version: str) -> Outcome:
+    return Outcome(student=item.student, source_name=item.found.key, file=item.found.shown,
+                   content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
+                   status=result.status, graded_by="execution", started_at=item.started_at or now(),
+                   report=result.report, evidence_json=result.evidence_json, failure_kind=result.failure_kind,
+                   reason=result.reason, execution_seconds=result.report.execution_time if result.report else None,
+                   wall_seconds=round(result.wall_seconds, 3), worker_peak_rss_kb=result.worker_peak_rss_kb,
+                   kernel_peak_rss_kb=result.kernel_peak_rss_kb or None)
+
+
+# ------------------------------------------------------------------------ exports, summary
+
+def export_all(book: Gradebook, name: str, entry: AssignmentConfig, grader: Grader, items: list[Item],
+               missing, output: Path, notes: list[str]) -> list[StudentRow]:
+    stored = {row.student: row for row in book.rows(name, [i.student for i in items])}
+    rows: list[StudentRow] = []
+    for item in items:
+        row = stored.get(item.student)
+        if row is None:
+            continue
+        if row.status == "graded":
+            rows.append(StudentRow(item.student, row.file, "graded", "", row.report()))
+        else:
+            rows.append(StudentRow(item.student, row.file, "could not grade", row.reason or ""))
+    rows += [StudentRow(m.identity, "", "missing", "no submission found") for m in missing]
+    rows.sort(key=lambda r: (r.student.casefold(), r.student))
+    names = feedback_names([r.student for r in rows])
+    for row in rows:
+        row.feedback = names[row.student]
+    tasks = [TaskInfo(t.number, t.title, sum(entry.checks[c.id].points for c in grader.assignment.checks_of(t.number)))
+             for t in grader.assignment.tasks]
+    checks = [CheckInfo(c.id, c.task, c.title, entry.checks[c.id].points)
+              for t in sorted(grader.assignment.tasks, key=lambda t: t.number)
+              for c in grader.assignment.checks_of(t.number)]
+    max_total = sum(c.points for c in entry.checks.values())
+    write_grades_csv(output / "grades.csv", rows, tasks, max_total)
+    feedback = output / "feedback"
+    if feedback.is_dir():  # drop feedback of students no longer in the batch
+        keep = {f"{n}.{ext}" for n in names.values() for ext in ("md", "html")}
+        for old in feedback.iterdir():
+            if old.suffix in (".md", ".html") and old.name not in keep:
+                old.unlink()
+    write_feedback(feedback, rows, entry.title)
+    html_text = render_report(title=entry.title, assignment=name, rows=rows, tasks=tasks, checks=checks,
+                              max_total=max_total, summary_lines=notes)
+    (output / "report.html").write_text(html_text, encoding="utf-8")
+    return rows
+
+
+def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missing, wall: float,
+              rescore_seconds: float, output: Path, jobs: int, executed_planned: int) -> None:
+    graded = [r for r in rows if r.status == "graded"]
+    scores = [r.score for r in graded]
+    max_total = sum(c.points for c in entry.checks.values())
+    say("")
+    say(f"Summary for {name} ({entry.title})")
+    say(f"  submissions:      {len(rows) - len(missing)}")
+    say(f"  graded:           {len(graded)}")
+    say(f"  could not grade:  {len(failures)}")
+    for student, shown, reason in sorted(failures)[:30]:
+        say(f"    - {student} ({shown}): {reason}")
+    if len(failures) > 30:
+        say(f"    ... and {len(failures) - 30} more (grades.csv and report.html list them all)")
+    if missing:
+        say(f"  missing:          {len(missing)} on the roster without a submission: "
+            + ", ".join(m.identity for m in missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    if scores:
+        say(f"  score:            mean {statistics.fmean(scores):.2f} / {max_total:g}, "
+            f"median {statistics.median(scores):g}, lowest {min(scores):g}, highest {max(scores):g}")
+    say(f"  notebooks run:    {tally.executed}" + (f" ({min(jobs, max(1, executed_planned))} workers)" if tally.executed else ""))
+    if tally.rescored:
+        why = []
+        if tally.rescored - tally.rescored_twins:
+            why.append(f"{tally.rescored - tally.rescored_twins} because points, tolerances or messages changed")
+        if tally.rescored_twins:
+            why.append(f"{tally.rescored_twins} identical to a file graded before")
+        say(f"  re-checked:       {tally.rescored} from stored snapshots, without running their notebooks "
+            f"({'; '.join(why)}), in {rescore_seconds:.1f} s")
+    if tally.unchanged:
+        say(f"  unchanged:        {tally.unchanged} already graded with the same file and grader (use --force to regrade)")
+    say(f"  wall time:        {clock(wall)} ({wall:.1f} s)")
+    say(f"Wrote {output / 'gradebook.sqlite'}, {output / 'grades.csv'}, {output / 'feedback'}/ and "
+        f"{output / 'report.html'}")

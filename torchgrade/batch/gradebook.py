@@ -1,0 +1,241 @@
+"""The gradebook: one SQLite file (``DIR/gradebook.sqlite``) that a batch writes as it goes.
+
+sqlite3 from the standard library, WAL journal, one transaction per finished
+submission: a ``kill -9`` of the batch loses nothing already graded, and running the
+same command again resumes. The schema is documented in docs/batch.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..results import GradeReport
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id            INTEGER PRIMARY KEY,
+    assignment    TEXT NOT NULL,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    command       TEXT NOT NULL,
+    jobs          INTEGER NOT NULL,
+    submissions   INTEGER NOT NULL,
+    executed      INTEGER NOT NULL DEFAULT 0,
+    rescored      INTEGER NOT NULL DEFAULT 0,
+    unchanged     INTEGER NOT NULL DEFAULT 0,
+    failed        INTEGER NOT NULL DEFAULT 0,
+    wall_seconds  REAL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    id                 INTEGER PRIMARY KEY,
+    assignment         TEXT NOT NULL,
+    student            TEXT NOT NULL,
+    source_name        TEXT NOT NULL,
+    file               TEXT NOT NULL,
+    content_hash       TEXT NOT NULL,
+    grader_version     TEXT NOT NULL,
+    scoring_version    TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('graded', 'failed')),
+    failure_kind       TEXT CHECK (failure_kind IN ('submission', 'grader')),
+    reason             TEXT,
+    score              REAL,
+    max_score          REAL,
+    graded_by          TEXT NOT NULL CHECK (graded_by IN ('execution', 'rescore', 'none')),
+    started_at         TEXT NOT NULL,
+    finished_at        TEXT NOT NULL,
+    execution_seconds  REAL,
+    wall_seconds       REAL,
+    worker_peak_rss_kb INTEGER,
+    kernel_peak_rss_kb INTEGER,
+    batch_id           INTEGER REFERENCES batches(id),
+    report_json        TEXT,
+    UNIQUE (assignment, student)
+);
+CREATE INDEX IF NOT EXISTS submissions_by_content ON submissions (assignment, content_hash, grader_version);
+CREATE TABLE IF NOT EXISTS checks (
+    submission_id INTEGER NOT NULL REFERENCES submissions(id) ON DELETE CASCADE,
+    check_id      TEXT NOT NULL,
+    task          INTEGER NOT NULL,
+    title         TEXT NOT NULL,
+    points        REAL NOT NULL,
+    max_points    REAL NOT NULL,
+    passed        INTEGER NOT NULL,
+    hidden        INTEGER NOT NULL,
+    message       TEXT NOT NULL,
+    PRIMARY KEY (submission_id, check_id)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    submission_id INTEGER NOT NULL REFERENCES submissions(id) ON DELETE CASCADE,
+    run           INTEGER NOT NULL,
+    evidence_json TEXT NOT NULL,
+    PRIMARY KEY (submission_id, run)
+);
+"""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Row:
+    """A submission as stored (the columns a resume decision needs, and the report)."""
+
+    id: int
+    student: str
+    file: str
+    content_hash: str
+    grader_version: str
+    scoring_version: str
+    status: str
+    failure_kind: str | None
+    reason: str | None
+    score: float | None
+    max_score: float | None
+    graded_by: str
+    execution_seconds: float | None
+    wall_seconds: float | None
+    report_json: str | None
+
+    def report(self) -> GradeReport | None:
+        from ..evidence_store import report_from_dict
+
+        return report_from_dict(json.loads(self.report_json)) if self.report_json else None
+
+
+ROW_COLUMNS = ("id, student, file, content_hash, grader_version, scoring_version, status, failure_kind, reason, "
+               "score, max_score, graded_by, execution_seconds, wall_seconds, report_json")
+
+
+@dataclass
+class Outcome:
+    """One finished submission, ready to be written."""
+
+    student: str
+    source_name: str
+    file: str
+    content_hash: str
+    grader_version: str
+    scoring_version: str
+    status: str  # graded | failed
+    graded_by: str  # execution | rescore | none
+    started_at: str
+    report: GradeReport | None = None
+    evidence_json: list[str] | None = None  # one JSON text per run
+    failure_kind: str | None = None
+    reason: str | None = None
+    execution_seconds: float | None = None
+    wall_seconds: float | None = None
+    worker_peak_rss_kb: int | None = None
+    kernel_peak_rss_kb: int | None = None
+
+
+class Gradebook:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # transactions are explicit
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process kills
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if found is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise RuntimeError(f"{path}: gradebook schema {found[0]} is not the supported {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------------ reading
+    def row(self, assignment: str, student: str) -> Row | None:
+        found = self.db.execute(f"SELECT {ROW_COLUMNS} FROM submissions WHERE assignment=? AND student=?",
+                                (assignment, student)).fetchone()
+        return Row(*found) if found else None
+
+    def graded_with_content(self, assignment: str, content_hash: str, grader_version: str) -> Row | None:
+        """Any submission already executed with this exact content and grader (its evidence can be reused)."""
+        found = self.db.execute(
+            f"SELECT {ROW_COLUMNS} FROM submissions WHERE assignment=? AND content_hash=? AND grader_version=? "
+            "AND status='graded' AND EXISTS (SELECT 1 FROM snapshots WHERE submission_id=submissions.id) "
+            "ORDER BY id LIMIT 1", (assignment, content_hash, grader_version)).fetchone()
+        return Row(*found) if found else None
+
+    def evidence_json(self, submission_id: int) -> list[str]:
+        return [text for (text,) in self.db.execute(
+            "SELECT evidence_json FROM snapshots WHERE submission_id=? ORDER BY run", (submission_id,))]
+
+    def rows(self, assignment: str, students: list[str] | None = None) -> list[Row]:
+        found = [Row(*r) for r in self.db.execute(
+            f"SELECT {ROW_COLUMNS} FROM submissions WHERE assignment=? ORDER BY student", (assignment,))]
+        if students is None:
+            return found
+        wanted = set(students)
+        return [r for r in found if r.student in wanted]
+
+    def count(self, assignment: str) -> int:
+        return self.db.execute("SELECT count(*) FROM submissions WHERE assignment=?", (assignment,)).fetchone()[0]
+
+    # ------------------------------------------------------------------------ writing
+    def start_batch(self, assignment: str, command: str, jobs: int, submissions: int) -> int:
+        cursor = self.db.execute("INSERT INTO batches (assignment, started_at, command, jobs, submissions) "
+                                 "VALUES (?, ?, ?, ?, ?)", (assignment, now(), command, jobs, submissions))
+        return cursor.lastrowid
+
+    def finish_batch(self, batch_id: int, executed: int, rescored: int, unchanged: int, failed: int,
+                     wall_seconds: float) -> None:
+        self.db.execute("UPDATE batches SET finished_at=?, executed=?, rescored=?, unchanged=?, failed=?, "
+                        "wall_seconds=? WHERE id=?",
+                        (now(), executed, rescored, unchanged, failed, round(wall_seconds, 3), batch_id))
+
+    def save(self, assignment: str, outcome: Outcome, batch_id: int | None) -> None:
+        """Write one submission, its checks and its evidence in one transaction (replacing an older row)."""
+        report = outcome.report
+        values = {
+            "assignment": assignment, "student": outcome.student, "source_name": outcome.source_name,
+            "file": outcome.file, "content_hash": outcome.content_hash, "grader_version": outcome.grader_version,
+            "scoring_version": outcome.scoring_version, "status": outcome.status,
+            "failure_kind": outcome.failure_kind, "reason": outcome.reason,
+            "score": report.score if report else None, "max_score": report.max_score if report else None,
+            "graded_by": outcome.graded_by, "started_at": outcome.started_at, "finished_at": now(),
+            "execution_seconds": outcome.execution_seconds, "wall_seconds": outcome.wall_seconds,
+            "worker_peak_rss_kb": outcome.worker_peak_rss_kb, "kernel_peak_rss_kb": outcome.kernel_peak_rss_kb,
+            "batch_id": batch_id,
+            "report_json": json.dumps(report.to_dict(), ensure_ascii=False) if report else None,
+        }
+        columns = ", ".join(values)
+        marks = ", ".join(f":{k}" for k in values)
+        updates = ", ".join(f"{k}=excluded.{k}" for k in values if k not in ("assignment", "student"))
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(f"INSERT INTO submissions ({columns}) VALUES ({marks}) "
+                            f"ON CONFLICT (assignment, student) DO UPDATE SET {updates}", values)
+            (submission_id,) = self.db.execute("SELECT id FROM submissions WHERE assignment=? AND student=?",
+                                               (assignment, outcome.student)).fetchone()
+            self.db.execute("DELETE FROM checks WHERE submission_id=?", (submission_id,))
+            if report:
+                self.db.executemany(
+                    "INSERT INTO checks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(submission_id, c.id, c.task, c.title, c.score, c.max_score, int(c.passed), int(c.hidden),
+                      c.message) for c in report.checks])
+            if outcome.evidence_json is not None:  # None keeps what is stored (a failure keeps nothing useful)
+                self.db.execute("DELETE FROM snapshots WHERE submission_id=?", (submission_id,))
+                self.db.executemany("INSERT INTO snapshots VALUES (?, ?, ?)",
+                                    [(submission_id, run, text) for run, text in enumerate(outcome.evidence_json)])
+            elif outcome.status == "failed":
+                self.db.execute("DELETE FROM snapshots WHERE submission_id=?", (submission_id,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise

@@ -1,0 +1,754 @@
+"""Isolation of student kernels: a bubblewrap sandbox, an unprivileged user, no orphans.
+
+The executor asks this module for a ``KernelBox`` per kernel start. A box decides how
+the kernel is launched and cleans up everything it started, whatever the student did.
+
+What a box gives, from strongest to weakest (see docs/threat_model.md):
+
+- **Sandbox** (Linux with bubblewrap, ``limits.sandbox: auto|require``): the kernel runs
+  in new PID, network, IPC, UTS and mount namespaces. It sees a read-only system
+  (``/usr``, ``/etc``, the Python installation), a private size-limited ``/tmp`` that is
+  also its working folder (holding a read-only copy of the submission), and nothing of
+  the grader's files, home or solutions. No network: the kernel talks to the grader over
+  jupyter_client's ``ipc`` transport, with its sockets inside the sandbox's ``/tmp``; the
+  grader reaches them through ``/proc/<sandbox pid>/root``, so no host folder is writable
+  from inside. ``--die-with-parent`` and the PID namespace take every process with it
+  when the grader kills bwrap. bwrap starts with a clean environment (only PATH), because
+  its own PID 1 would otherwise show the grader's variables in ``/proc/1/environ``.
+- **Unprivileged user** (grader running as root): the kernel drops to a uid of its own
+  (one per running kernel, from a reserved range, without a passwd entry) before any
+  student code runs, so it can neither signal nor read the grader, nor other kernels,
+  and the per-user process limit applies to this kernel alone. With the sandbox the
+  drop happens inside it (bwrap keeps only CAP_SETUID/CAP_SETGID for the launcher);
+  without it, only if the Python installation is readable by other users.
+- **Cleanup**: the kernel's process group, a cgroup when one can be created (killed
+  through ``cgroup.kill``), every process of the kernel's own uid, and every process
+  that carries the box's marker variable or descends from the kernel.
+
+``auto`` mode probes once per process whether the sandbox works here (bwrap installed,
+user namespaces allowed) and prints one loud warning on stderr when it does not.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Limits
+from .errors import GradingError
+
+LAUNCHER = Path(__file__).with_name("kernel_launcher.py")
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+MARKER = "TORCHGRADE_KERNEL"  # environment marker inherited by everything a kernel starts (non-sandbox cleanup)
+
+# Inside the sandbox
+BOX_RUN = "/run/torchgrade"
+BOX_LAUNCHER = f"{BOX_RUN}/kernel_launcher.py"
+BOX_CONNECTION = f"{BOX_RUN}/kernel.json"
+BOX_WORKDIR = "/tmp/work"
+BOX_IPC = "/tmp/.torchgrade-kernel"  # ipc socket prefix: /tmp/.torchgrade-kernel-<n>
+
+# Unprivileged uids for kernels when the grader runs as root: one per running kernel, from a
+# reserved range (inside what /proc/self/uid_map allows, for root in a rootless container).
+UID_BASE = 1_600_000_000
+UID_SLOTS = 4096
+UID_LOCKS = Path("/run/lock/torchgrade-uids") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir()) / "torchgrade-uids"
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def warn_once(message: str) -> None:
+    """A loud warning on stderr, once per process (reports on stdout stay clean)."""
+    with _warn_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    bar = "!" * 78
+    print(f"{bar}\ntorchgrade: WARNING: {message}\n{bar}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- decisions
+
+@dataclass(frozen=True)
+class Isolation:
+    """How kernels are isolated in this process, for one sandbox setting."""
+
+    sandbox: bool
+    bwrap: str | None
+    drop_user: bool  # the kernel runs as an unprivileged uid of its own
+    problems: tuple[str, ...] = ()  # what is missing, for the warning and for docs/tests
+
+    def describe(self) -> str:
+        if self.sandbox:
+            who = "an unprivileged user of its own" if self.drop_user else "your user (in a user namespace)"
+            return f"bubblewrap sandbox, kernel running as {who}"
+        return "no sandbox" + ("; kernel running as an unprivileged user" if self.drop_user else "")
+
+
+_isolation_cache: dict[str, Isolation] = {}
+_isolation_lock = threading.Lock()
+
+
+def isolation(mode: str) -> Isolation:
+    """Decide (once per process and mode) how kernels run; raise if the sandbox is required but missing."""
+    with _isolation_lock:
+        if mode not in _isolation_cache:
+            _isolation_cache[mode] = _decide(mode)
+    decided = _isolation_cache[mode]
+    if mode == "require" and not decided.sandbox:
+        raise GradingError("the sandbox is required (limits.sandbox or --sandbox: require) but cannot be used here: "
+                           + "; ".join(decided.problems))
+    if decided.problems:
+        warn_once("student code is NOT fully isolated: " + "; ".join(decided.problems)
+                  + ". See docs/threat_model.md.")
+    return decided
+
+
+def _decide(mode: str) -> Isolation:
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    problems: list[str] = []
+    bwrap = None
+    sandbox = False
+    if mode != "off":
+        bwrap, why_not = probe_sandbox()
+        sandbox = why_not is None
+        if why_not:
+            problems.append(f"no sandbox ({why_not})")
+    else:
+        problems.append("the sandbox is turned off (limits.sandbox: off, or --sandbox off)")
+    drop = False
+    if root:
+        unreadable = None if sandbox else python_unreadable_by_others()
+        no_uids = kernel_uid_base() is None
+        drop = unreadable is None and not no_uids and sys.platform.startswith("linux")
+        if not drop:
+            problems.append(f"the kernel runs as root, because {unreadable} cannot be read by other users"
+                            if unreadable else "the kernel runs as root, because this user namespace maps too "
+                            "few user ids for kernels of their own" if no_uids else "the kernel runs as root")
+    elif not sandbox and os.name == "posix":
+        problems.append("the kernel runs as your own user and could signal or read the grader's files")
+    return Isolation(sandbox, bwrap if sandbox else None, drop, tuple(problems))
+
+
+@functools.lru_cache(maxsize=1)
+def probe_sandbox() -> tuple[str | None, str | None]:
+    """(bwrap path, None) when a sandbox can be started here, else (None, the reason)."""
+    if not sys.platform.startswith("linux"):
+        return None, f"bubblewrap needs Linux; this is {sys.platform}"
+    bwrap = shutil.which("bwrap") or shutil.which("bwrap", path=SAFE_PATH)
+    if not bwrap:
+        return None, "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    root = os.geteuid() == 0
+    scratch = Path(tempfile.mkdtemp(prefix="torchgrade-probe-"))
+    probe_uid = (kernel_uid_base() or 0) + UID_SLOTS  # the range's last uid is the probe's
+    drop = f"os.setgroups([]); os.setgid({probe_uid}); os.setuid({probe_uid})\n" if root and kernel_uid_base() else ""
+    code = "import os, time\n" + drop + "open('/tmp/ready', 'w').close()\ntime.sleep(20)\n"
+    read_end, write_end = os.pipe()
+    command = sandbox_command(bwrap, info_fd=write_end, workdir_files=[], connection_file=None, tmp_size_mb=1,
+                              environment={}, root=root,
+                              inner=[sys.executable, "-I", "-S", "-c", code])
+    try:
+        process = subprocess.Popen(command, env={"PATH": SAFE_PATH}, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_end,),
+                                   cwd=scratch, start_new_session=True)
+    except OSError as problem:
+        os.close(read_end)
+        os.close(write_end)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return None, f"bwrap could not be run ({problem.strerror})"
+    os.close(write_end)
+    try:
+        init = _read_child_pid(read_end, deadline=time.monotonic() + 10)
+        ready = init is not None and _wait_for(lambda: os.path.exists(f"/proc/{init}/root/tmp/ready"), 10)
+        if ready:
+            return bwrap, None
+        process.kill()
+        error = (process.communicate(timeout=5)[1] or b"").decode(errors="replace").strip().splitlines()
+        reason = error[-1] if error else "the test sandbox did not start"
+        if "namespace" in reason or "uid map" in reason or "Permission denied" in reason:
+            reason += " - user namespaces seem to be forbidden on this machine"
+        return None, f"bwrap failed: {reason}"
+    finally:
+        os.close(read_end)
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stderr:
+            process.stderr.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def _read_child_pid(fd: int, deadline: float) -> int | None:
+    """bwrap's --info-fd: a JSON document with the sandbox's PID 1 as seen from outside."""
+    data = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        try:
+            return int(json.loads(data.decode())["child-pid"])
+        except (ValueError, KeyError):
+            continue
+    return None
+
+
+def python_paths() -> list[str]:
+    """Folders the kernel's Python needs (installation, standard library, site-packages), outermost only."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  os.path.dirname(os.path.realpath(sys.executable))}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            candidates.add(path)
+    paths = sorted({os.path.realpath(p) for p in candidates if p and os.path.isdir(p)})
+    return [p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths)]
+
+
+def python_unreadable_by_others() -> str | None:
+    """The first path of the Python installation that a user with no groups cannot read, if any."""
+    import stat
+
+    for top in python_paths() + [os.path.realpath(sys.executable)]:
+        parts = Path(top).parts
+        for depth in range(1, len(parts) + 1):
+            path = Path(*parts[:depth])
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                return str(path)
+            if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
+                return str(path)
+        mode = Path(top).stat().st_mode
+        if not mode & stat.S_IROTH:
+            return top
+    return None
+
+
+# ----------------------------------------------------------------------------- sandbox command
+
+def _system_binds() -> list[str]:
+    args: list[str] = []
+    for path in ("/usr", "/etc"):
+        if os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for path in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def _python_binds() -> list[str]:
+    args: list[str] = []
+    made = {"/", "/usr", "/etc", "/tmp", "/run", "/proc", "/dev"}
+    for path in python_paths():
+        if any(path == p or path.startswith(p + "/") for p in ("/usr", "/etc")):
+            continue
+        parts = Path(path).parts
+        for depth in range(2, len(parts)):  # parents readable by the kernel's user, whatever the host's modes
+            parent = str(Path(*parts[:depth]))
+            if parent not in made:
+                made.add(parent)
+                args += ["--perms", "0755", "--dir", parent]
+        args += ["--ro-bind", path, path]
+    return args
+
+
+def sandbox_command(bwrap: str, *, inner: list[str], workdir_files: list[Path], connection_file: str | None,
+                    tmp_size_mb: int, environment: dict[str, str], root: bool, info_fd: int) -> list[str]:
+    """The bwrap command line that runs ``inner`` in the sandbox."""
+    args = [bwrap, "--die-with-parent", "--new-session",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "torchgrade"]
+    if not root:
+        args.append("--unshare-user")
+    args += _system_binds() + _python_binds()
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(tmp_size_mb * 2**20), "--tmpfs", "/tmp",
+             "--perms", "0777", "--dir", BOX_WORKDIR]
+    for path in workdir_files:
+        args += ["--ro-bind", str(path), f"{BOX_WORKDIR}/{path.name}"]
+    args += ["--perms", "0755", "--dir", BOX_RUN, "--ro-bind", str(LAUNCHER), BOX_LAUNCHER]
+    if connection_file:
+        args += ["--ro-bind", connection_file, BOX_CONNECTION]
+    args += ["--chdir", BOX_WORKDIR, "--remount-ro", "/", "--clearenv"]
+    for key, value in environment.items():
+        args += ["--setenv", key, value]
+    if root:  # the launcher needs these two to drop to the kernel's own uid; nothing else survives
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    args += ["--info-fd", str(info_fd), "--"] + inner
+    return args
+
+
+# ----------------------------------------------------------------------------- processes
+
+def _proc_pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def _status_uids(pid: int) -> tuple[int, ...]:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Uid:"):
+                    return tuple(int(v) for v in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return ()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    """Exists and is not a zombie (a zombie holds nothing but its pid, and cannot be killed again)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def _has_marker(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return marker in handle.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    return [pid for pid in _proc_pids() if uid in _status_uids(pid)]
+
+
+def descendants(roots: set[int]) -> set[int]:
+    parents = {pid: _parent(pid) for pid in _proc_pids()}
+    found, frontier = set(), set(roots)
+    while frontier:
+        children = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
+        found |= children
+        frontier = children
+    return found
+
+
+def kill_until_gone(find, seconds: float = 5.0) -> list[int]:
+    """Stop, then kill, whatever ``find()`` returns, until it returns nothing (fork bombs race us)."""
+    me = os.getpid()
+    survivors: list[int] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        survivors = [pid for pid in find() if pid != me and _running(pid)]
+        if not survivors:
+            return []
+        for sig in (signal.SIGSTOP, signal.SIGKILL):  # only reached where /proc exists
+            for pid in survivors:
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        time.sleep(0.02)
+    return survivors
+
+
+# ----------------------------------------------------------------------------- kernel uids
+
+@functools.lru_cache(maxsize=1)
+def kernel_uid_base() -> int | None:
+    """First uid of the kernels' range (UID_SLOTS + 1 uids, the last one for the sandbox probe), or None."""
+    try:
+        ranges = [tuple(int(v) for v in line.split()) for line in Path("/proc/self/uid_map").read_text().splitlines()]
+        gids = [tuple(int(v) for v in line.split()) for line in Path("/proc/self/gid_map").read_text().splitlines()]
+    except (OSError, ValueError):
+        return UID_BASE
+
+    def mapped(table, first, count):
+        return any(start <= first and first + count <= start + length for start, _, length in table)
+
+    if mapped(ranges, UID_BASE, UID_SLOTS + 1) and mapped(gids, UID_BASE, UID_SLOTS + 1):
+        return UID_BASE
+    for start, _, length in sorted(ranges, key=lambda r: -r[2]):  # a rootless container: use the top of its map
+        base = start + length - UID_SLOTS - 3  # below 65534/65535 (nobody) in a 65536-uid map
+        if base > start + 1000 and mapped(gids, base, UID_SLOTS + 1):
+            return base
+    return None
+
+
+class UidLease:
+    """An unused uid from the reserved range, held (flock) while the kernel lives."""
+
+    def __init__(self) -> None:
+        import fcntl  # POSIX only, like running as root
+
+        self._fcntl = fcntl
+        UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        start = random.randrange(UID_SLOTS)
+        for step in range(UID_SLOTS):
+            slot = (start + step) % UID_SLOTS
+            handle = open(UID_LOCKS / f"{slot}.lock", "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self.uid = self.gid = kernel_uid_base() + slot
+            self._handle = handle
+            kill_until_gone(lambda: processes_of_uid(self.uid))  # leftovers of a crashed grader
+            return
+        raise GradingError("no free user id for the kernel (too many kernels running at once)")
+
+    def release(self) -> None:
+        self._fcntl.flock(self._handle, self._fcntl.LOCK_UN)
+        self._handle.close()
+
+
+# ----------------------------------------------------------------------------- cgroups
+
+class Cgroup:
+    """A cgroup v2 of the kernel's own, when this process may create one: killed as a whole at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str, limits: Limits) -> "Cgroup | None":
+        mount = _cgroup2_mount()
+        if mount is None:
+            return None
+        own = _own_cgroup2()
+        parents = [mount] + ([mount / own.lstrip("/")] if own and own != "/" else [])
+        for parent in parents:
+            path = parent / name
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            if not os.access(path / "cgroup.procs", os.W_OK):
+                path.rmdir()
+                continue
+            group = cls(path)
+            group._write("pids.max", str(limits.processes))
+            group._write("memory.max", str((limits.address_space_mb + limits.tmp_size_mb) * 2**20))
+            group._write("memory.swap.max", "0")
+            return group
+        return None
+
+    def _write(self, name: str, value: str) -> bool:
+        try:
+            (self.path / name).write_text(value)
+            return True
+        except OSError:
+            return False
+
+    @property
+    def procs_file(self) -> str:
+        return str(self.path / "cgroup.procs")
+
+    def members(self) -> list[int]:
+        try:
+            return [int(line) for line in (self.path / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def out_of_memory(self) -> bool:
+        try:
+            events = dict(line.split() for line in (self.path / "memory.events").read_text().splitlines())
+            return int(events.get("oom_kill", 0)) > 0
+        except (OSError, ValueError):
+            return False
+
+    def destroy(self) -> None:
+        self._write("cgroup.kill", "1")
+        kill_until_gone(self.members)
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.02)
+
+
+def _cgroup2_mount() -> Path | None:
+    try:
+        with open("/proc/self/mountinfo") as handle:
+            for line in handle:
+                fields = line.split()
+                if " - cgroup2 " in line and len(fields) > 4:
+                    return Path(fields[4])
+    except OSError:
+        pass
+    return None
+
+
+def _own_cgroup2() -> str | None:
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                return line[3:]
+    except OSError:
+        pass
+    return None
+
+
+# ----------------------------------------------------------------------------- one kernel
+
+@dataclass
+class KernelBox:
+    """Everything that isolates one kernel start, and cleans up after it."""
+
+    isolation: Isolation
+    limits: Limits
+    workdir: Path
+    secret: str
+    environment: dict[str, str]  # the kernel's environment (an allow-list), with paths as the kernel sees them
+    dir: Path = field(init=False)
+    uid: UidLease | None = field(init=False, default=None)
+    cgroup: Cgroup | None = field(init=False, default=None)
+    init_pid: int | None = field(init=False, default=None)  # the sandbox's PID 1, seen from outside
+    process: subprocess.Popen | None = field(init=False, default=None)
+    token: str = field(init=False, default_factory=lambda: secrets.token_hex(12))
+
+    def __post_init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="torchgrade-kernel-"))
+        self._info_read, self._info_write = os.pipe() if self.isolation.sandbox else (None, None)
+        try:
+            if self.isolation.drop_user:
+                self.uid = UidLease()
+            self.cgroup = Cgroup.create(f"torchgrade-{self.token}", self.limits)
+            if self.uid and not self.isolation.sandbox:  # the kernel works in the host folders: give them to it
+                for path in [self.dir, self.workdir, *self.workdir.rglob("*")]:
+                    os.chown(path, self.uid.uid, self.uid.gid)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- how jupyter_client starts the kernel
+    @property
+    def sandboxed(self) -> bool:
+        return self.isolation.sandbox
+
+    @property
+    def connection_file(self) -> str:
+        return str(self.dir / "kernel.json")
+
+    def transport(self) -> tuple[str, str]:
+        """(transport, ip) written to the connection file, as the kernel will see them."""
+        return ("ipc", BOX_IPC) if self.sandboxed else ("tcp", "127.0.0.1")
+
+    def launcher_settings(self) -> dict:
+        rlimits = {
+            "address_space": self.limits.address_space_mb * 2**20,
+            "cpu_seconds": [self.limits.cpu_seconds, self.limits.cpu_seconds_hard],
+            "file_size": self.limits.file_size_mb * 2**20,
+            "open_files": self.limits.open_files,
+            "processes": self._process_limit(),
+            "core": 0,
+        }
+        settings = {"rlimits": rlimits, "secret_on_stdin": True, "no_new_privileges": True}
+        if self.uid:
+            settings["uid"], settings["gid"] = self.uid.uid, self.uid.gid
+        return settings
+
+    def _process_limit(self) -> int:
+        """RLIMIT_NPROC counts every process and thread of the real uid (in its user namespace)."""
+        if self.uid or self.sandboxed or not hasattr(os, "geteuid") or os.geteuid() == 0:
+            # a uid of its own, or a fresh user namespace: the count starts from this kernel.
+            # (Root ignores the limit; then only the sandbox's PID namespace or a cgroup bounds it.)
+            return self.limits.processes
+        me = os.getuid()  # the grader's own user, without a sandbox: add what it already runs
+        running = 0
+        for pid in _proc_pids():
+            if _status_uids(pid)[:1] == (me,):
+                try:
+                    running += len(os.listdir(f"/proc/{pid}/task"))
+                except OSError:
+                    pass
+        return running + self.limits.processes
+
+    def popen_environment(self) -> dict[str, str]:
+        settings = json.dumps(self.launcher_settings())
+        if self.sandboxed:  # bwrap itself gets nothing: its PID 1 would show it in /proc/1/environ
+            return {"PATH": SAFE_PATH}
+        return {**self.environment, "TORCHGRADE_LIMITS": settings, MARKER: self.token}
+
+    def command(self) -> list[str]:
+        """Called by the kernel manager once the connection file is written."""
+        os.chmod(self.connection_file, 0o644 if self.sandboxed else 0o600)
+        if self.uid and not self.sandboxed:
+            os.chown(self.connection_file, self.uid.uid, self.uid.gid)
+        settings = json.dumps(self.launcher_settings())
+        if self.sandboxed:
+            environment = {**self.environment, "TORCHGRADE_LIMITS": settings}
+            files = sorted(p for p in self.workdir.iterdir() if p.is_file())
+            command = sandbox_command(self.isolation.bwrap, inner=[sys.executable, "-I", BOX_LAUNCHER, "-f", BOX_CONNECTION],
+                                      workdir_files=files, connection_file=self.connection_file,
+                                      tmp_size_mb=self.limits.tmp_size_mb, environment=environment,
+                                      root=os.geteuid() == 0, info_fd=self._info_write)
+        else:
+            command = [sys.executable, "-I", str(LAUNCHER), "-f", self.connection_file]
+        if self.cgroup:  # join the cgroup before anything else runs
+            command = ["/bin/sh", "-c", 'echo $$ > "$0" 2>/dev/null; exec "$@"', self.cgroup.procs_file] + command
+        return command
+
+    def popen_arguments(self) -> dict:
+        arguments = {"env": self.popen_environment(), "stdin": subprocess.PIPE,
+                     "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        if self.sandboxed:
+            arguments["pass_fds"] = (self._info_write,)
+            arguments["cwd"] = str(self.dir)
+        else:
+            arguments["cwd"] = str(self.workdir)
+        return arguments
+
+    def after_launch(self, process: subprocess.Popen) -> str | None:
+        """Hand the secret to the launcher; in the sandbox, find its PID 1. Returns the ip for the grader's side."""
+        self.process = process
+        try:
+            if process.stdin:
+                process.stdin.write((self.secret + "\n").encode())
+                process.stdin.close()
+        except OSError:
+            pass  # died at once: the manager notices
+        if not self.sandboxed:
+            return None
+        os.close(self._info_write)
+        self._info_write = None
+        self.init_pid = _read_child_pid(self._info_read, deadline=time.monotonic() + self.limits.startup_timeout)
+        if self.init_pid is None:
+            raise GradingError("the sandbox did not start (bwrap reported no process)")
+        return f"/proc/{self.init_pid}/root{BOX_IPC}"
+
+    def kernel_pid(self) -> int | None:
+        """The kernel process (the sandbox's PID 2), as seen from outside."""
+        if self.init_pid is None:
+            return self.process.pid if self.process else None
+        try:
+            children = Path(f"/proc/{self.init_pid}/task/{self.init_pid}/children").read_text().split()
+        except OSError:
+            children = [str(pid) for pid in descendants({self.init_pid}) if _parent(pid) == self.init_pid]
+        return int(children[0]) if children else None
+
+    def interrupt(self) -> bool:
+        """SIGINT to the kernel only (bwrap would die of it); False when there is no kernel to signal."""
+        pid = self.kernel_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signal.SIGINT)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def describe_exit(self) -> str:
+        """Why the kernel died, from its exit status (bwrap reports 128 + signal)."""
+        code = self.process.poll() if self.process else None
+        if code is None:
+            return ""
+        number = -code if code < 0 else code - 128 if self.sandboxed and code > 128 else None
+        if number is not None and number == getattr(signal, "SIGXCPU", None):
+            return f"it used more than {self.limits.cpu_seconds} s of CPU time"
+        if number is not None and number == getattr(signal, "SIGKILL", None):
+            if self.cgroup is not None and self.cgroup.out_of_memory():
+                return ("it was killed for using more memory than allowed "
+                        f"({self.limits.address_space_mb + self.limits.tmp_size_mb} MiB for all its processes)")
+            return (f"it was killed (SIGKILL): it ignored the warning at {self.limits.cpu_seconds} s of CPU time and "
+                    f"reached the hard limit of {self.limits.cpu_seconds_hard} s, or it killed itself")
+        if number is not None and number == getattr(signal, "SIGSEGV", None):
+            return "it crashed with a segmentation fault"
+        if number is not None and number == getattr(signal, "SIGXFSZ", None):
+            return f"it wrote a file larger than {self.limits.file_size_mb} MiB"
+        if number is not None:
+            try:
+                return f"it was stopped by signal {signal.Signals(number).name}"
+            except ValueError:
+                return f"it was stopped by signal {number}"
+        return f"it exited with status {code} (os._exit, sys.exit in a thread, or a crash)"
+
+    # ---- the end
+    def close(self) -> None:
+        """Kill everything the kernel started, release its uid, remove its files. Idempotent."""
+        process, self.process = self.process, None
+        alive = process is not None and process.returncode is None  # not reaped: its pid is still ours
+        tree = descendants({process.pid}) if alive and not self.sandboxed else set()
+        if alive:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # bwrap (its sandbox dies with it) or the kernel's group
+            except (ProcessLookupError, PermissionError, AttributeError):  # AttributeError: Windows
+                process.kill()
+        if self.cgroup:
+            self.cgroup.destroy()
+            self.cgroup = None
+        sweep(marker=None if self.sandboxed else self.token, uid=self.uid.uid if self.uid else None, tree=tree)
+        if process is not None:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.uid:
+            self.uid.release()
+            self.uid = None
+        for fd in (self._info_read, self._info_write):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._info_read = self._info_write = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sweep(marker: str | None, uid: int | None, tree: set[int] = frozenset()) -> list[int]:
+    """Kill every process of the kernel's own uid, every process that inherited the box's marker
+    variable, and the kernel's descendants (found while it was alive) and theirs. Returns survivors."""
+    if marker is None and uid is None and not tree:
+        return []
+    marked = f"{MARKER}={marker}".encode() if marker else None
+
+    def find() -> list[int]:
+        found = set()
+        for pid in _proc_pids():
+            if (uid is not None and uid in _status_uids(pid)) or (marked and _has_marker(pid, marked)):
+                found.add(pid)
+        alive_tree = {pid for pid in tree if _running(pid)}
+        return sorted(found | alive_tree | descendants(alive_tree | found))
+
+    return kill_until_gone(find)
