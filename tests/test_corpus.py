@@ -48,3 +48,16 @@ def test_broken_files_give_a_one_line_reason(name):
 
 def test_untouched_exercise_earns_nothing(corpus_reports):
     assert corpus_reports["untouched_exercise.ipynb"].score == 0
+
+
+@pytest.mark.parametrize("script", ["make_corpus.py", "make_hostile.py"])
+def test_the_committed_corpus_matches_its_generator(script):
+    """Each notebook is the solution with one documented change: regenerate after editing the solution."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "corpus" / script), "--check"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

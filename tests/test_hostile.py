@@ -199,7 +199,8 @@ def test_run_ends_within_its_time_budget(graded, name):
 def test_student_gets_a_clear_message(graded, name):
     said = everything_said(report_of(graded, name))
     for note in MANIFEST[name]["notes"]:
-        assert note in said, f"expected {note!r} in:\n{said}"
+        # "a || b": either message is right; which limit stops an attack first can depend on machine load
+        assert any(choice in said for choice in note.split(" || ")), f"expected {note!r} in:\n{said}"
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MANIFEST if MANIFEST[n].get("unsigned_points")))

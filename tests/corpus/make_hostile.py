@@ -147,8 +147,10 @@ if os.fork() == 0:  # a daemon: new session, double fork
 
 @hostile("processes.ipynb", "sandbox",
          "After correct work: task 1 leaves orphans (a new-session child, one with an empty environment, "
-         "a double-forked daemon), task 4 runs a fork bomb. All must be gone after grading.",
-         notes=["started too many processes"])
+         "a double-forked daemon), task 4 runs a fork bomb. All must be gone after grading. Forking a "
+         "torch-sized process is slow: on a loaded machine the cell timeout can stop the bomb before the "
+         "process limit does, and either message is right.",
+         notes=["started too many processes || ran longer than"])
 def processes(nb):
     append(nb, 1, ORPHANS)
     append(nb, 4, """
