@@ -66,3 +66,12 @@ def test_feedback_never_shows_the_solution_code(corpus_reports):
         for check in report.checks:
             leaked = [line for line in answers if line in check.message]
             assert not leaked, (report.submission, check.id, leaked)
+
+
+def test_a_task_that_could_not_run_is_an_error_not_a_wrong_answer(corpus_reports):
+    crashed = {c.id: c for c in corpus_reports["error_in_task1.ipynb"].checks}
+    assert "NameError" in crashed["t1_f_value"].error and "NameError" in crashed["t1_f_graph"].error
+    assert all(not c.error for c in crashed.values() if c.passed)
+    assert all(not c.error for c in corpus_reports["wrong_function.ipynb"].checks)
+    deleted = {c.id: c for c in corpus_reports["task_cell_deleted.ipynb"].checks}
+    assert "no cell starting with `# TASK 3`" in deleted["t3_values"].error

@@ -28,6 +28,7 @@ class Outcome:
     found: str = ""
     hint: str = ""
     note: str = ""
+    error: str = ""  # why the check could not judge the answer at all (a grader problem)
 
 
 def passed(note: str = "") -> Outcome:
@@ -118,6 +119,16 @@ class CheckContext:
         return unwrap_tensor(self.value(path, task))
 
 
+def task_problem(evidence: RunEvidence, task: int) -> str:
+    """Why a task's code did not run to the end in this run ("" when it did)."""
+    if task not in evidence.markers:
+        return f"no cell starting with `# TASK {task}` was found"
+    if task in evidence.unavailable:
+        return evidence.unavailable[task]
+    errors = [e for e in evidence.errors if e.task == task]
+    return f"your code stopped with an error: {errors[0].describe()}" if errors else ""
+
+
 def unwrap_tensor(value: Value) -> TensorValue | None:
     if isinstance(value, Sequence) and value.length == 1 and isinstance(value.items[0], TensorValue):
         return value.items[0]
@@ -192,7 +203,8 @@ def run_checks(assignment: Assignment, evidence: RunEvidence, reference: Referen
         try:
             outcome = spec.function(context)
         except Exception as problem:  # a grader bug must not take the other checks down
-            outcome = failed("the check to run", f"the check itself failed ({type(problem).__name__}: {problem})",
-                             "This is a grader problem, not yours: tell your instructor.")
+            reason = f"the check itself failed ({type(problem).__name__}: {problem})"
+            outcome = Outcome(False, "the check to run", reason,
+                              "This is a grader problem, not yours: tell your instructor.", error=reason)
         outcomes[spec.id] = outcome
     return outcomes

@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from .assignment import Assignment, RunPlan, load_assignment
-from .checks import Outcome, RunEvidence, run_checks
+from .checks import Outcome, RunEvidence, run_checks, task_problem
 from .config import AssignmentConfig
 from .executor import Executor, NbclientExecutor
 from .instrument import instrument
@@ -64,7 +64,9 @@ class Grader:
         """Check and score the evidence of every run; also used to re-score stored evidence without executing."""
         runs = [item.run for item in evidence]
         per_run = [self.check_run(item) for item in evidence]                   # 6-7. reference, check
-        tasks = score(self.assignment, self.config, runs, per_run)              # 8. score
+        problems = {n: next((p for p in (task_problem(item, n) for item in evidence) if p), "")
+                    for n in self.assignment.task_numbers}
+        tasks = score(self.assignment, self.config, runs, per_run, problems)    # 8. score
         return GradeReport(                                                      # 9. report (rendered by callers)
             assignment=self.name, title=self.config.title, submission=submission or str(path), tasks=tasks,
             execution_time=round(execution_time, 3), notes=self.notes(layout, evidence),

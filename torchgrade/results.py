@@ -18,6 +18,7 @@ class CheckResult:
     hint: str = ""
     note: str = ""
     hidden: bool = False
+    error: str = ""  # set on a failed check whose task could not run to the end (an error, not a wrong answer)
 
     @property
     def message(self) -> str:

@@ -22,14 +22,16 @@ def combine(runs: list[RunPlan], outcomes: list[Outcome]) -> Outcome:
             continue
         if not run.is_example and outcomes[0].passed:
             return Outcome(False, expected=outcome.expected, found=outcome.found,
-                           hint=ONLY_FOR_EXAMPLE.format(run=run.describe()))
+                           hint=ONLY_FOR_EXAMPLE.format(run=run.describe()), error=outcome.error)
         return outcome
     notes = [o.note for o in outcomes if o.note]
     return Outcome(True, note=notes[0] if notes else "")
 
 
 def score(assignment: Assignment, config: AssignmentConfig, runs: list[RunPlan],
-          per_run: list[dict[str, Outcome]]) -> tuple[TaskResult, ...]:
+          per_run: list[dict[str, Outcome]], task_problems: dict[int, str] | None = None) -> tuple[TaskResult, ...]:
+    """Points per check; a failed check of a task that could not run carries that reason as its error."""
+    task_problems = task_problems or {}
     tasks = []
     for task in assignment.tasks:
         results = []
@@ -41,6 +43,7 @@ def score(assignment: Assignment, config: AssignmentConfig, runs: list[RunPlan],
                 score=settings.points if outcome.passed else 0.0, max_score=settings.points,
                 passed=outcome.passed, expected=outcome.expected, found=outcome.found,
                 hint=outcome.hint, note=outcome.note, hidden=settings.hidden,
+                error="" if outcome.passed else (outcome.error or task_problems.get(task.number, "")),
             ))
         tasks.append(TaskResult(task.number, task.title, tuple(results)))
     return tuple(tasks)

@@ -18,17 +18,6 @@ from datetime import datetime, timezone
 from ..hidden import HiddenSummary, configured_hidden
 from ..results import CheckResult, GradeReport
 
-# Phrases the engine (checks.CheckContext.why_missing, snapshot, run_checks) puts in a
-# check's "found" text when the task's code never produced a value to check.
-COULD_NOT_RUN = (
-    "your code stopped with an error",
-    "kernel died",
-    "ran out of time",
-    "was never reached",
-    "could not be read",
-    "no cell starting with `# TASK",
-    "the check itself failed",
-)
 # Characters XML 1.0 cannot carry at all (student output may contain them).
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 MESSAGE_ATTRIBUTE_LIMIT = 300
@@ -36,7 +25,7 @@ MESSAGE_ATTRIBUTE_LIMIT = 300
 
 def could_not_run(check: CheckResult) -> bool:
     """True when a check failed because its task never ran to completion (an error, not a wrong answer)."""
-    return not check.passed and any(phrase in check.found for phrase in COULD_NOT_RUN)
+    return not check.passed and bool(check.error)
 
 
 def xml_text(text: str) -> str:
