@@ -98,14 +98,7 @@ class CheckContext:
     def why_missing(self, task: int | None = None) -> str:
         """Best explanation of why a name is missing: no marker, an exception, a dead kernel."""
         task = self.task if task is None else task
-        if task not in self.evidence.markers:
-            return f"no cell starting with `# TASK {task}` was found"
-        if task in self.evidence.unavailable:
-            return self.evidence.unavailable[task]
-        errors = self.errors(task)
-        if errors:
-            return "your code stopped with an error: " + errors[0].describe()
-        return f"the TASK {task} cells never assigned it"
+        return task_problem(self.evidence, task) or f"the TASK {task} cells never assigned it"
 
     # ---- the vocabulary
     def compare(self, path: str, *, what: str, hint: str, task: int | None = None,
