@@ -22,6 +22,11 @@ import json
 import os
 import sys
 
+# CPU seconds allowed for starting the kernel (ipykernel, and torch imported by the probe) on top of the
+# student's budget: start-up must not eat that budget. The probe lowers the limit to "CPU used so far +
+# budget" as soon as it is installed, before any student code runs.
+STARTUP_CPU_SECONDS = 60
+
 
 def read_secret() -> str:
     data = b""
@@ -84,7 +89,13 @@ def no_new_privileges() -> None:
 def main() -> None:
     settings = json.loads(os.environ.pop("TORCHGRADE_LIMITS", "{}") or "{}")
     secret = read_secret() if settings.get("secret_on_stdin") else ""
-    apply_limits(settings.get("rlimits", {}))
+    rlimits = dict(settings.get("rlimits", {}))
+    if rlimits.get("cpu_seconds") is not None:
+        cpu = rlimits["cpu_seconds"]
+        soft, hard = (cpu, cpu) if isinstance(cpu, int) else cpu
+        rlimits["cpu_seconds"] = [soft + STARTUP_CPU_SECONDS, hard + STARTUP_CPU_SECONDS]
+        sys._torchgrade_cpu_budget = (soft, hard)
+    apply_limits(rlimits)
     if settings.get("uid") is not None:
         drop_privileges(settings["uid"], settings["gid"])
     if settings.get("no_new_privileges") and sys.platform.startswith("linux"):
