@@ -468,5 +468,5 @@ def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missi
     say(f"  wall time:        {clock(wall)} ({wall:.1f} s)")
     for note in said:
         say(f"  note:             {note}")
-    say(f"Wrote {output / 'gradebook.sqlite'}, {output / 'grades.csv'} (and checks.csv, canvas.csv, moodle.csv, "
-        f"gradescope.csv), {output / 'feedback'}/ and {output / 'report.html'}")
+    say(f"Wrote {output / 'gradebook.sqlite'}, {output / 'grades.csv'} (with checks.csv and the LMS files), "
+        f"{output / 'feedback'}/ and {output / 'report.html'}")

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
+from .. import sanitize
 from ..hidden import HiddenSummary, view_for
 from ..results import GradeReport
 from .html import render_page
@@ -140,12 +141,6 @@ def feedback_text(feedback: Feedback) -> str:
     return "\n".join(lines + ([""] + extra if extra else []))
 
 
-def _fence(text: str) -> str:
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
-
-
 def feedback_markdown(feedback: Feedback) -> str:
-    text = plain(feedback_text(feedback))
-    fence = _fence(text)
-    return f"# {feedback.title}: feedback for {plain(feedback.student)}\n\n{fence}text\n{text}\n{fence}\n"
+    heading = f"{sanitize.markdown(feedback.title)}: feedback for {sanitize.markdown(feedback.student)}"
+    return f"# {heading}\n\n{sanitize.markdown_block(feedback_text(feedback))}\n"

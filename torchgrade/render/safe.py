@@ -1,25 +1,23 @@
-"""The single call point for making text safe where a person reads it.
+"""The single call point the batch exports use to make text safe where a person reads it.
 
-HTML is escaped by jinja2's autoescape (templates under render/templates); this module
-handles what autoescape does not: control characters in any text, and spreadsheet
-formulas in CSV cells. When ``torchgrade/sanitize.py`` (issue 11) lands, these two
-functions delegate to it, and every export follows.
+HTML is escaped by jinja2's autoescape (templates under render/templates) after ``plain``;
+CSV cells go through ``csv_cell``; Markdown through ``torchgrade.sanitize`` directly. Both
+functions here delegate to ``torchgrade.sanitize`` (control characters and bidi controls
+shown as escapes, spreadsheet formulas neutralised), so every export follows it.
 """
 
 from __future__ import annotations
 
-import re
+from .. import sanitize
 
-_CONTROL = re.compile("[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # kept for callers; sanitize.csv_cell is the rule
 
 
 def plain(text) -> str:
     """Text without control characters or bidirectional overrides (newlines and tabs kept)."""
-    return _CONTROL.sub("", str(text if text is not None else ""))
+    return sanitize.visible("" if text is None else text)
 
 
 def csv_cell(text) -> str:
-    """A CSV cell a spreadsheet shows as text: no control characters, and never run as a formula."""
-    value = plain(text).replace("\r", " ")
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """A CSV cell a spreadsheet shows as text: no control characters, never run as a formula."""
+    return sanitize.csv_cell("" if text is None else text)
