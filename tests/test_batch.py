@@ -166,7 +166,8 @@ def test_every_submission_has_the_right_row(class_batch):
     assert set(rows) == {class_batch.identity(u) for u in EXPECTED}  # zoe and zed handed nothing in
     for username, (status, expected) in EXPECTED.items():
         row = rows[class_batch.identity(username)]
-        assert row["file"].startswith(f"{class_batch.submissions.as_posix()}/{PREFIX}-{username}/"), row["file"]
+        # relative to the folder holding the PATH given: never the instructor's absolute path
+        assert row["file"].startswith(f"{class_batch.submissions.name}/{PREFIX}-{username}/"), row["file"]
         assert row["content_hash"].startswith("sha256:") and row["grader_version"] and row["scoring_version"]
         assert row["started_at"] <= row["finished_at"]
         if status == "graded":
@@ -410,13 +411,13 @@ def test_force_regrades_even_unchanged_submissions(class_batch, tmp_path, capsys
 # ------------------------------------------------- the whole gradebook, after grading
 
 def test_grading_one_notebook_into_the_class_folder_keeps_every_row_in_the_exports(class_batch, copied_output,
-                                                                                  monkeypatch, capsys):
+                                                                                  tmp_path, monkeypatch, capsys):
     """One notebook with --output-dir is a batch of one; the exports still describe the whole class."""
     skip_if_the_engine_changed_since(class_batch)
     output = copied_output("subset")
-    bob = class_batch.submissions / f"{PREFIX}-bob"
-    argv = [str(bob), "--config", str(class_batch.config), "--roster", str(class_batch.roster),
-            "--output-dir", str(output)]
+    bob = tmp_path / "bob@example.edu.ipynb"  # bob's file, named as the gradebook knows him; no --roster:
+    shutil.copyfile(class_batch.submissions / f"{PREFIX}-bob" / "computational_graph.ipynb", bob)  # it is stored
+    argv = [str(bob), "--config", str(class_batch.config), "--output-dir", str(output)]
     status, captured = run_in_process(monkeypatch, capsys, argv)
     assert status == 0 and "unchanged:        1" in captured.out
     table = list(csv.DictReader(open(output / "grades.csv", encoding="utf-8")))
@@ -446,15 +447,21 @@ def test_export_override_and_comment_work_on_the_gradebook_without_grading(class
     report = (output / "report.html").read_text(encoding="utf-8")
     assert "right idea, typo in an exponent" in report
     # a regrade keeps the instructor's decisions
-    argv = [str(class_batch.submissions / f"{PREFIX}-bob"), "--config", str(class_batch.config), "--roster",
-            str(class_batch.roster), "--output-dir", str(output)]
     skip_if_the_engine_changed_since(class_batch)
-    status, _ = run_in_process(monkeypatch, capsys, argv)
+    bob = output.parent / "bob@example.edu.ipynb"
+    shutil.copyfile(class_batch.submissions / f"{PREFIX}-bob" / "computational_graph.ipynb", bob)
+    (output.parent / "points").mkdir()
+    config = write_config(output.parent / "points", limits__cell_timeout=CELL_TIMEOUT, limits__notebook_timeout=90,
+                          checks__t5_forward__points=2)  # bob's row is re-scored (max 21), not kept as it was
+    argv = [str(bob), "--config", str(config), "--output-dir", str(output)]
+    status, captured = run_in_process(monkeypatch, capsys, argv)
+    assert "re-checked:       1" in captured.out
     table = {r["student"]: r for r in csv.DictReader(open(output / "grades.csv", encoding="utf-8"))}
-    assert status == 0 and table["bob@example.edu"]["total"] == "20"
+    assert status == 0 and (table["bob@example.edu"]["raw_total"], table["bob@example.edu"]["total"]) == ("19", "21")
+    base = ["--config", str(config), "--output-dir", str(output)]
     status, _ = run_in_process(monkeypatch, capsys, base + ["--clear-override", "bob@example.edu"])
     table = {r["student"]: r for r in csv.DictReader(open(output / "grades.csv", encoding="utf-8"))}
-    assert status == 0 and table["bob@example.edu"]["total"] == "18"
+    assert status == 0 and table["bob@example.edu"]["total"] == "19"
     # mistakes are one-line usage errors (exit 2)
     for extra, words in ((["--override", "nobody", "t1_f_value", "1", "--reason", "x"], "no student"),
                          (["--override", "bob@example.edu", "t9_nope", "1", "--reason", "x"], "no check"),

@@ -175,7 +175,7 @@ def test_the_report_groups_failures_by_check_and_leaves_blank_submissions_out(ex
     parser.feed(page)
     order = parser.checks
     assert order and all(order.index(c) == i or order[i - 1] == c for i, c in enumerate(order))  # grouped by check
-    failures = page[page.index('id="failure-messages"'):page.index('id="distribution"')]
+    failures = page[page.index('id="failure-messages"'):page.index('id="tasks"')]
     assert ">dan<" not in failures  # the blank submission is not counted in the failures
     assert 'id="nav"' in page and 'id="grid"' in page and 'id="legend"' in page and 'id="score-bins"' in page
     assert "&lt;b&gt;hal&lt;/b&gt;" in page and "<b>hal</b>" not in page
@@ -242,3 +242,30 @@ def test_a_schema_1_gradebook_is_upgraded_in_place(tmp_path):
     book.set_override("a", "old", "c", 1, "why")
     assert book.overrides("a")[0].author and book.db.execute(
         "SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+
+
+def test_submission_time_prefers_the_commit_then_the_lms_name_then_the_file(tmp_path):
+    import os
+    import subprocess
+
+    from torchgrade.batch.late import submission_time
+
+    repo = tmp_path / "hw-ann"
+    repo.mkdir()
+    notebook = repo / "computational_graph.ipynb"
+    notebook.write_text("{}", encoding="utf-8")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@x", "GIT_COMMITTER_DATE": "2026-12-02T08:00:00+01:00"}
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "hw"]):
+        subprocess.run(["git", "-C", str(repo), *command], check=True, env=env, capture_output=True)
+    committed = submission_time(notebook, repo, False, None)
+    assert (committed.at, committed.via) == ("2026-12-02T07:00:00+00:00", "commit")  # committer time, in UTC
+    os.utime(notebook, (1_700_000_000, 1_700_000_000))
+    plain = submission_time(notebook, None, False, None)
+    assert (plain.via, plain.at) == ("file", "2023-11-14T22:13:20+00:00")
+    lms = submission_time(notebook, None, False, True)
+    assert (lms.via, lms.late_mark) == ("lms", True)
+    assert submission_time(notebook, None, True, None).at is None  # a zip member's time says nothing
+    fake = tmp_path / "not-a-repo"
+    (fake / ".git").mkdir(parents=True)
+    assert submission_time(notebook, fake, False, None).via == "file"  # a broken .git: fall back to the file

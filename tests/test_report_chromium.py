@@ -143,8 +143,12 @@ def test_the_report_renders_in_chromium(class_batch, tmp_path):
     checks = page.tables["check-rates"]
     assert len(checks) == 1 + 13 and all(row[4].endswith("%") for row in checks[1:])
     failures = page.tables["failure-messages"]
-    counts = [int(row[0]) for row in failures[1:]]
-    assert counts == sorted(counts, reverse=True)  # most frequent first
+    by_check: dict[str, list[int]] = {}
+    for row in failures[1:]:  # grouped by check (hardest first), then by message, most frequent first
+        check = row[1].split()[2]
+        assert check not in by_check or list(by_check)[-1] == check, "a check's messages are together"
+        by_check.setdefault(check, []).append(int(row[0]))
+    assert all(counts == sorted(counts, reverse=True) for counts in by_check.values())
     assert any(row[1].split()[2] == "t1_f_value" and "bob@example.edu" in row[3] and "Expected:" in row[2]
                for row in failures[1:])  # row[1] is "Task 1: t1_f_value <title>"
     assert any("not JSON" in row[1] and "Dave" in row[2] for row in page.tables["failed-submissions"][1:])

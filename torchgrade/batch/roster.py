@@ -44,8 +44,9 @@ PLAIN_COLUMNS = {"identifier", "file"}
 CANVAS_COLUMNS = {"student", "id", "sis_user_id", "sis_login_id"}
 MOODLE_COLUMNS = {"identifier", "full_name"}
 # Optional id columns, by their normalised header, in any format.
-ID_COLUMNS = {"name": ("name", "full_name"), "email": ("email", "email_address", "roster_identifier_email"),
-              "username": ("username", "github_username", "login"), "id_number": ("id_number", "idnumber", "sid"),
+ID_COLUMNS = {"name": ("name", "full_name"), "email": ("email", "email_address"),
+              "username": ("username", "login"),  # an LMS username: never github_username
+              "id_number": ("id_number", "idnumber", "sid"),
               "lms_id": ("lms_id", "canvas_id"), "sis_user_id": ("sis_user_id",), "sis_login_id": ("sis_login_id",),
               "section": ("section",)}
 

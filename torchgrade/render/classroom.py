@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..hidden import HiddenSummary, configured_hidden, configured_points
 from ..results import GradeReport
-from .status import ERROR, STATUS_WORDS, check_status
+from .status import STATUS_WORDS, check_status
 
 QUANTUM = 64  # scores are multiples of 1/64: exact in binary floating point
 NAME_LIMIT = 120
