@@ -145,10 +145,10 @@ def close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
     return actual.shape == expected.shape and torch.allclose(actual, expected, rtol=1e-4, atol=1e-5)
 
 
-def same_as(expected: torch.Tensor, text: str, hint: str, name: str):
+def same_as(expected: torch.Tensor, text: str, hint: str, wanted: str):
     """A diagnose function: the found values equal `expected` (a known wrong answer)."""
     def diagnose(actual, _):
-        return failed(f"`{name}` with the right values", text, hint) if close(actual, expected) else None
+        return failed(wanted, text, hint) if close(actual, expected) else None
     return diagnose
 
 
@@ -173,13 +173,20 @@ def tracked_leaf_problem(value, name: str) -> str:
 ACCUMULATED = "exactly {n} times the gradient: backward() adds to .grad, so the gradient was accumulated {n} times"
 
 
-def multiple_of(name: str, hint: str):
+def multiple_of(wanted: str, hint: str):
     def diagnose(actual, expected):
         for n in (2, 3):
             if bool(expected.abs().sum()) and close(actual, n * expected):
-                return failed(f"`{name}` holding the gradient of one pass", ACCUMULATED.format(n=n), hint)
+                return failed(wanted, ACCUMULATED.format(n=n), hint)
         return None
     return diagnose
+
+
+def grad_filled(ctx: CheckContext, path: str, *, what: str, hint: str, passes: int | None, source: str) -> Outcome:
+    """ctx.grad_filled, saying why a .grad is still None (no pass reached it, or the task stopped)."""
+    if isinstance(ctx.value(path), ev.NoneValue):
+        return failed(what, f"`{path}` is None: no backward pass reached it" + error_suffix(ctx), hint)
+    return ctx.grad_filled(path, passes=passes, source=source, what=what, hint=hint)
 
 
 # ---------------------------------------------------------------------------- task 1
@@ -192,7 +199,7 @@ def t1_values(ctx: CheckContext) -> Outcome:
         ctx.compare("y", what="w·x + b, entry by entry", hint=hint),
         ctx.compare("loss", what="the sum of the squares of y", hint=hint,
                     diagnose=same_as(mean, "the mean of the squares, not their sum", "Add the squares up: .sum().",
-                                     "loss")),
+                                     "`loss` = the sum of the squares of y")),
     )
 
 
@@ -224,11 +231,11 @@ def t2_node_count(ctx: CheckContext) -> Outcome:
         return failed(wanted, f"{count}: nodes reached along several paths were counted once per path",
                       "A tensor used twice is one node reached twice: remember the nodes you visited (a set) "
                       "and skip them the second time.")
-    if count == expected - 1:
-        return failed(wanted, f"{count}, one short", "h.grad_fn is a node of the graph too: count it.")
     if count == expected - ctx.expected("accumulators"):
         return failed(wanted, f"{count}: the AccumulateGrad nodes were left out",
                       "The AccumulateGrad node of each leaf that requires grad is a node too: count it.")
+    if count == expected - 1:
+        return failed(wanted, f"{count}, one short", "h.grad_fn is a node of the graph too: count it.")
     return failed(wanted, str(count), WALK_HINT)
 
 
@@ -293,16 +300,13 @@ def t3_grad_values(ctx: CheckContext) -> Outcome:
         found = (f"None: your backward() call raised “{crash.raised.message}”" if crash
                  else "None: no backward pass reached w" + error_suffix(ctx))
         return failed("`w.grad` = dloss/dw, filled by a backward pass", found, hint)
-    grad_of_y_sum = ctx.expected("grad of y.sum()")
-    wrong_scalar = "the gradient of y.sum(), not of loss"
-    return first_failure(
-        ctx.compare("w.grad", what="dloss/dw", hint=hint, diagnose=either(
-            multiple_of("w.grad", "Call backward() once: every pass adds to .grad."),
-            same_as(grad_of_y_sum[0], wrong_scalar, "Backpropagate loss itself.", "w.grad"))),
-        ctx.compare("b.grad", what="dloss/db", hint=hint, diagnose=either(
-            multiple_of("b.grad", "Call backward() once: every pass adds to .grad."),
-            same_as(grad_of_y_sum[1], wrong_scalar, "Backpropagate loss itself.", "b.grad"))),
-    )
+    outcomes = []
+    for name, grad_of_y_sum in zip(("w", "b"), ctx.expected("grad of y.sum()")):
+        wanted = f"`{name}.grad` = dloss/d{name}, from one backward pass"
+        outcomes.append(ctx.compare(f"{name}.grad", what=f"dloss/d{name}", hint=hint, diagnose=either(
+            multiple_of(wanted, "Call backward() once: every pass adds to .grad."),
+            same_as(grad_of_y_sum, "the gradient of y.sum(), not of loss", "Backpropagate loss itself.", wanted))))
+    return first_failure(*outcomes)
 
 
 @ASSIGNMENT.check("t3_backward", task=3, title="backward() on the scalar loss filled w.grad and b.grad")
@@ -313,17 +317,15 @@ def t3_backward(ctx: CheckContext) -> Outcome:
         return failed("a backward pass from the scalar loss", f"backward() raised “{crash.raised.message}”",
                       "backward() without arguments needs a single number: call it on loss, not on y.")
     what = "`{}` filled by backward passes from the scalar `loss`, and not changed since"
-    return first_failure(
-        ctx.grad_filled("w.grad", passes=None, source="loss", what=what.format("w.grad"), hint=hint),
-        ctx.grad_filled("b.grad", passes=None, source="loss", what=what.format("b.grad"), hint=hint),
-    )
+    return first_failure(*(grad_filled(ctx, path, passes=None, source="loss", what=what.format(path), hint=hint)
+                           for path in ("w.grad", "b.grad")))
 
 
 # ---------------------------------------------------------------------------- task 4
 
 @ASSIGNMENT.check("t4_saved_copy", task=4, title="w_grad_1 keeps the gradient of the first pass")
 def t4_saved_copy(ctx: CheckContext) -> Outcome:
-    hint = "After loss1.backward(), save a copy of w.grad (clone()) before resetting it."
+    hint = "After the first backward pass, save a copy of w.grad (clone()) before resetting it."
     saved, grad = ctx.tensor("w_grad_1"), ctx.tensor("w.grad")
     if saved is not None and grad is not None and saved.token == grad.token:
         return failed("`w_grad_1` = dloss1/dw, kept in a tensor of its own",
@@ -343,20 +345,23 @@ def _reset_hint(ctx: CheckContext, path: str) -> str:
 
 @ASSIGNMENT.check("t4_grad_values", task=4, title="w.grad and b.grad hold the gradients of loss2 alone")
 def t4_grad_values(ctx: CheckContext) -> Outcome:
-    both = ctx.expected("both passes")
     text = "the sum of the gradients of loss1 and loss2: the second pass added to the first"
     hint = "Reset the gradients between the passes (.zero_() or = None)."
-    return first_failure(
-        ctx.compare("w.grad", what="dloss2/dw", hint=hint, diagnose=same_as(both[0], text, hint, "w.grad")),
-        ctx.compare("b.grad", what="dloss2/db", hint=hint, diagnose=same_as(both[1], text, hint, "b.grad")),
-    )
+    outcomes = []
+    for name, both in zip(("w", "b"), ctx.expected("both passes")):
+        path, wanted = f"{name}.grad", f"`{name}.grad` = dloss2/d{name} alone"
+        if isinstance(ctx.value(path), ev.NoneValue):
+            outcomes.append(failed(wanted, f"`{path}` is None: no backward pass reached it" + error_suffix(ctx), hint))
+            continue
+        outcomes.append(ctx.compare(path, what=f"dloss2/d{name}", hint=hint, diagnose=same_as(both, text, hint, wanted)))
+    return first_failure(*outcomes)
 
 
 @ASSIGNMENT.check("t4_reset", task=4, title="the gradients were reset, then filled by the pass on loss2 alone")
 def t4_reset(ctx: CheckContext) -> Outcome:
     what = "`{}` filled by exactly one backward pass, from loss2, after a reset, and not changed since"
     return first_failure(*(
-        ctx.grad_filled(path, passes=1, source="loss2", what=what.format(path), hint=_reset_hint(ctx, path))
+        grad_filled(ctx, path, passes=1, source="loss2", what=what.format(path), hint=_reset_hint(ctx, path))
         for path in ("w.grad", "b.grad")))
 
 
@@ -381,31 +386,37 @@ def t5_constant(ctx: CheckContext) -> Outcome:
 @ASSIGNMENT.check("t5_grad_value", task=5, title="w.grad treats c as a constant")
 def t5_grad_value(ctx: CheckContext) -> Outcome:
     hint = "With c detached, q = Σ w·c is linear in w: its gradient is c."
+    wanted = "`w.grad` = dq/dw with c held constant (c itself)"
+    if isinstance(ctx.value("w.grad"), ev.NoneValue):
+        return failed(wanted, "`w.grad` is None: no backward pass reached w" + error_suffix(ctx), hint)
     return ctx.compare("w.grad", what="dq/dw with c held constant (c itself)", hint=hint, diagnose=same_as(
         ctx.expected("w.grad if tracked"), "2·w: the gradient flowed through both factors, so c was still tracked",
-        "Detach c from the graph, so that only the first factor is differentiated.", "w.grad"))
+        "Detach c from the graph, so that only the first factor is differentiated.", wanted))
 
 
 @ASSIGNMENT.check("t5_backward", task=5, title="backward() on q filled w.grad")
 def t5_backward(ctx: CheckContext) -> Outcome:
-    return ctx.grad_filled("w.grad", passes=None, source="q",
-                           what="`w.grad` filled by a backward pass from the scalar `q`, and not changed since",
-                           hint="Call q.backward() and let autograd fill w.grad; do not assign it.")
+    return grad_filled(ctx, "w.grad", passes=None, source="q",
+                       what="`w.grad` filled by a backward pass from the scalar `q`, and not changed since",
+                       hint="Backpropagate q with backward() and let autograd fill w.grad; do not assign it.")
 
 
 # ---------------------------------------------------------------------------- task 6
 
 @ASSIGNMENT.check("t6_step_values", task=6, title="w and b moved one step against their gradients")
 def t6_step_values(ctx: CheckContext) -> Outcome:
-    hint = "The step is w − lr·w.grad (and the same for b), after loss.backward()."
+    hint = "The step is w − lr·w.grad (and the same for b), after backpropagating loss."
+    refused = any(LEAF_IN_PLACE in e.value for e in ctx.errors())
+    not_moved_hint = ("Autograd refuses to change a leaf that requires grad in place while it records: do the "
+                      "update inside `with torch.no_grad():`." if refused else hint)
     outcomes = []
     for name in ("w", "b"):
+        wanted = f"`{name}` = {name} − lr·dloss/d{name}, one step against the gradient"
         not_moved = "the starting values: no update happened" + error_suffix(ctx)
         outcomes.append(ctx.compare(name, what=f"{name} − lr·dloss/d{name}", hint=hint, diagnose=either(
-            same_as(ctx.expected(f"{name} at the start"), not_moved,
-                    "Update in place inside `with torch.no_grad():`; outside it autograd refuses.", name),
+            same_as(ctx.expected(f"{name} at the start"), not_moved, not_moved_hint, wanted),
             same_as(ctx.expected(f"{name} uphill"), "a step along the gradient (uphill), not against it",
-                    "Subtract lr times the gradient.", name))))
+                    "Subtract lr times the gradient.", wanted))))
     return first_failure(*outcomes)
 
 
@@ -415,7 +426,7 @@ def t6_in_place(ctx: CheckContext) -> Outcome:
             "stay the leaves the backward pass reached, still requiring gradients.")
     passes = [c for c in ctx.calls() if c.api in BACKWARD and c.succeeded]
     for name in ("w", "b"):
-        wanted = f"`{name}` changed in place: the same leaf tensor that loss.backward() reached, still requiring grad"
+        wanted = f"`{name}` changed in place: the same leaf tensor the backward pass of loss reached, still requiring grad"
         value = ctx.value(name)
         problem = tracked_leaf_problem(value, name)
         if problem:
@@ -427,7 +438,7 @@ def t6_in_place(ctx: CheckContext) -> Outcome:
             return failed(wanted, found, hint)
         if close(value.as_torch().double(), ctx.expected(f"{name} at the start")):
             found = f"`{name}` still holds its starting values" + error_suffix(ctx)
-            crash = next((e for e in ctx.errors() if LEAF_IN_PLACE in e.value), None)
+            refused = any(LEAF_IN_PLACE in e.value for e in ctx.errors())
             return failed(wanted, found, "Autograd refuses to change a leaf that requires grad in place while it "
-                          "records: switch recording off for the update with torch.no_grad()." if crash else hint)
+                          "records: switch recording off for the update with torch.no_grad()." if refused else hint)
     return passed()
