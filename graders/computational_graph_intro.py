@@ -436,6 +436,8 @@ def t6_in_place(ctx: CheckContext) -> Outcome:
                      f"`{name}` is a new tensor, not the one the backward pass filled: anything holding the old "
                      f"{name} (an optimizer, a model) would never see the update")
             return failed(wanted, found, hint)
+        if value.values is None:
+            return failed(wanted, f"`{name}` is a tensor whose values could not be read", hint)
         if close(value.as_torch().double(), ctx.expected(f"{name} at the start")):
             found = f"`{name}` still holds its starting values" + error_suffix(ctx)
             refused = any(LEAF_IN_PLACE in e.value for e in ctx.errors())
