@@ -234,9 +234,11 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     held_nodes = []  # graph nodes cannot be weakly referenced: holding them keeps their ids unique
 
     def forget(reference, key):
+        """A tensor died: its id may be reused, and its saved values are no longer needed."""
         entry = registry.get(key)
         if entry is not None and entry[0] is reference:
             del registry[key]
+            produced.pop(entry[1], None)
 
     def token_of(obj):
         key = id_(obj)
