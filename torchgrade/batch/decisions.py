@@ -32,7 +32,23 @@ def wants_decision(args: argparse.Namespace) -> bool:
     return bool(args.export or args.override or args.clear_override or args.comment)
 
 
-def run_decisions(args: argparse.Namespace, name: str, entry: AssignmentConfig) -> int:
+def gradebook_assignment(args: argparse.Namespace, config, book: Gradebook) -> tuple[str, AssignmentConfig]:
+    """--assignment, else the one assignment the gradebook holds (each assignment has its own output folder)."""
+    from ..config import pick_assignment
+
+    if args.assignment:
+        return pick_assignment(config, args.assignment)
+    held = [a for (a,) in book.db.execute("SELECT DISTINCT assignment FROM submissions ORDER BY assignment")]
+    known = [a for a in held if a in config.assignments]
+    if len(known) == 1:
+        return known[0], config.assignments[known[0]]
+    if not known and len(config.assignments) == 1:
+        return next(iter(config.assignments.items()))
+    raise DecisionError("say which assignment with --assignment (the gradebook holds "
+                        f"{', '.join(held) or 'none of the configured ones'})")
+
+
+def run_decisions(args: argparse.Namespace, config) -> int:
     if args.paths:
         raise DecisionError("--export, --override, --clear-override and --comment take no PATH: they work on the "
                               "gradebook in --output-dir")
@@ -46,6 +62,9 @@ def run_decisions(args: argparse.Namespace, name: str, entry: AssignmentConfig) 
     with OutputLock(output):
         book = Gradebook(output / "gradebook.sqlite")
         try:
+            name, entry = gradebook_assignment(args, config, book)
+            if getattr(args, "sandbox", None):
+                entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": args.sandbox})})
             grader = Grader.from_config(name, entry, executor=NoExecution())
             record(args, book, name, entry)
             rows, said = export_gradebook(book, name, entry, grader, output, [])
