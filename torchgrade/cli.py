@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox", choices=("auto", "require", "off"),
                         help="run student code in the bubblewrap sandbox: auto (when it works), require, off "
                              "(default: limits.sandbox in config.yaml; see docs/threat_model.md)")
+    parser.add_argument("--engine", choices=("warm", "kernel"),
+                        help="warm: fork each run from a process that has imported torch (fast; Linux); kernel: a "
+                             "fresh Jupyter kernel per run (default: limits.engine in config.yaml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
     return parser
 
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         name, entry = pick_assignment(config, args.assignment)
         if args.sandbox:
             entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": args.sandbox})})
+        if args.engine:
+            entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"engine": args.engine})})
         if is_batch(args.paths):
             from .batch import run_batch  # imported lazily: students never need it
 

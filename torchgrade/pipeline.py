@@ -23,7 +23,7 @@ from . import __version__
 from .assignment import Assignment, RunPlan, load_assignment
 from .checks import Outcome, RunEvidence, run_checks, task_problem
 from .config import AssignmentConfig
-from .executor import Executor, NbclientExecutor
+from .executor import Executor
 from .instrument import instrument
 from .loader import load_notebook
 from .locate import Layout, locate_tasks
@@ -45,7 +45,11 @@ class Grader:
     @classmethod
     def from_config(cls, name: str, config: AssignmentConfig, executor: Executor | None = None) -> "Grader":
         assignment = load_assignment(config.grader, {k: v for k, v in config.checks.items()})
-        return cls(name, config, assignment, executor or NbclientExecutor())
+        if executor is None:
+            from .fork_executor import make_executor
+
+            executor = make_executor(config.limits.engine)
+        return cls(name, config, assignment, executor)
 
     def grade_notebook(self, path: str | Path) -> GradeReport:
         started = time.monotonic()
