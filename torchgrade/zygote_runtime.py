@@ -147,7 +147,12 @@ def make_shell():
     config.HistoryManager.hist_file = ":memory:"
     config.InteractiveShell.colors = "NoColor"
     config.InteractiveShell.xmode = "Plain"
-    shell = WarmShell.instance(config=config, displayhook_class=QuietHook, display_pub_class=QuietPublisher)
+    try:  # ipykernel's compiler names cells as a kernel does (a SyntaxError's message shows the name)
+        from ipykernel.compiler import XCachingCompiler as compiler_class
+    except ImportError:
+        from IPython.core.compilerop import CachingCompiler as compiler_class
+    shell = WarmShell.instance(config=config, displayhook_class=QuietHook, display_pub_class=QuietPublisher,
+                               compiler_class=compiler_class)
     return shell
 
 
@@ -239,12 +244,16 @@ def supervise(ctl_fd, mon_fd, listener, connection, shell):
             name, _, data = payload.partition(b"\0")
             files.append((os.path.basename(name.decode()), data))
         isolate(settings, files)
+        # The run's init mounts its own /proc over this one (the mount namespace is shared with it); keep a handle
+        # on the zygote's /proc, where the run's processes have the pids this supervisor can signal.
+        proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
         init = os.fork()
         if init == 0:
             mon.close()
+            os.close(proc)
             be_init(ctl, settings, shell)
         ctl.close()
-        code = watch(mon, init)
+        code = watch(mon, init, proc)
     except BaseException:  # noqa: BLE001 - whatever happened, the grader hears how the run ended
         import traceback
 
@@ -277,7 +286,7 @@ def isolate(settings, files):
         mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def watch(mon, init):
+def watch(mon, init, proc):
     """Relay the grader's interrupt/kill; report the run's end. The run dies with the grader's end of mon."""
     import select
 
@@ -298,7 +307,7 @@ def watch(mon, init):
         except OSError:
             order = b""
         if order == b"interrupt":
-            runner = runner_pid(init)
+            runner = runner_pid(init, proc)
             if runner:
                 try:
                     os.kill(runner, signal.SIGINT)
@@ -308,9 +317,9 @@ def watch(mon, init):
             os.kill(init, signal.SIGKILL)
 
 
-def runner_pid(init):
+def runner_pid(init, proc):
     try:
-        with open(f"/proc/{init}/task/{init}/children") as handle:
+        with open(os.open(f"{init}/task/{init}/children", os.O_RDONLY, dir_fd=proc)) as handle:
             children = handle.read().split()
         return int(children[0]) if children else None
     except (OSError, ValueError):
