@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox", choices=("auto", "require", "off"),
                         help="run student code in the bubblewrap sandbox: auto (when it works), require, off "
                              "(default: limits.sandbox in config.yaml; see docs/threat_model.md)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                        help="batch: grade on this dask.distributed cluster (one task per submission; see docs/dask.md)")
     parser.add_argument("--engine", choices=("warm", "kernel"),
                         help="warm: fork each run from a process that has imported torch (fast; Linux); kernel: a "
                              "fresh Jupyter kernel per run (default: limits.engine in config.yaml)")
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": args.sandbox})})
         if args.engine:
             entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"engine": args.engine})})
-        if is_batch(args.paths):
+        if is_batch(args.paths) or args.scheduler:
             from .batch import run_batch  # imported lazily: students never need it
 
             return run_batch(args, name, entry)

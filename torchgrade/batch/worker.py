@@ -83,16 +83,8 @@ def bare(reason: str) -> str:
     return reason.removeprefix("could not grade: ")
 
 
-def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_path: str, log_path: str,
-                    batch_pid: int, zygote=None) -> None:
-    """The worker process's whole life: grade one notebook, write the result, exit."""
-    os.setsid()
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() in (1, batch_pid):  # the fork server died before the line above took effect
-        os._exit(1)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+def grade_to_data(config_json: str, name: str, path: str, shown: str, zygote=None) -> dict:
+    """Grade one notebook; the outcome as plain JSON-able data (what a worker writes, what a Dask task returns)."""
     started = time.monotonic()
     result: dict = {}
     try:
@@ -117,6 +109,20 @@ def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_p
     result["wall_seconds"] = round(time.monotonic() - started, 3)
     result["worker_peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["kernel_peak_rss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return result
+
+
+def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_path: str, log_path: str,
+                    batch_pid: int, zygote=None) -> None:
+    """The worker process's whole life: grade one notebook, write the result, exit."""
+    os.setsid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() in (1, batch_pid):  # the fork server died before the line above took effect
+        os._exit(1)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    result = grade_to_data(config_json, name, path, shown, zygote)
     temporary = result_path + ".partial"
     with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(result, handle, ensure_ascii=False)
@@ -301,21 +307,26 @@ class Pool:
             return WorkerResult(job, "failed", failure_kind="submission", wall_seconds=wall,
                                 reason=f"the grading process died ({how}), "
                                        "possibly stopped by the submission's code")
-        result = WorkerResult(job, data["status"], failure_kind=data.get("failure_kind"), reason=data.get("reason"),
-                              wall_seconds=data.get("wall_seconds", wall),
-                              worker_peak_rss_kb=data.get("worker_peak_rss_kb"),
-                              kernel_peak_rss_kb=data.get("kernel_peak_rss_kb"), notes=data.get("notes") or [])
-        if result.status == "graded":
-            from ..evidence_store import report_from_dict
+        return worker_result(job, data, wall)
 
-            try:
-                result.report = report_from_dict(data["report"])
-            except (KeyError, TypeError, ValueError) as problem:
-                return WorkerResult(job, "failed", failure_kind="grader", wall_seconds=wall,
-                                    reason=f"the worker's result was unreadable ({problem})")
-            evidence = data.get("evidence")
-            result.evidence_json = evidence if isinstance(evidence, list) else None
-        return result
+
+def worker_result(job: Job, data: dict, wall: float) -> WorkerResult:
+    """A worker's (or a Dask task's) JSON result as the batch records it."""
+    result = WorkerResult(job, data["status"], failure_kind=data.get("failure_kind"), reason=data.get("reason"),
+                          wall_seconds=data.get("wall_seconds", wall),
+                          worker_peak_rss_kb=data.get("worker_peak_rss_kb"),
+                          kernel_peak_rss_kb=data.get("kernel_peak_rss_kb"), notes=data.get("notes") or [])
+    if result.status == "graded":
+        from ..evidence_store import report_from_dict
+
+        try:
+            result.report = report_from_dict(data["report"])
+        except (KeyError, TypeError, ValueError) as problem:
+            return WorkerResult(job, "failed", failure_kind="grader", wall_seconds=wall,
+                                reason=f"the worker's result was unreadable ({problem})")
+        evidence = data.get("evidence")
+        result.evidence_json = evidence if isinstance(evidence, list) else None
+    return result
 
 
 class ZygoteSlots:
