@@ -76,6 +76,20 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
+def warm_validator() -> None:
+    """nbformat builds its validator (and a URI grammar, 1-2 s) on first use: once here, in the fork server that
+    preloads this module, instead of once in every worker."""
+    try:
+        import nbformat
+
+        nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("pass")]))
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
+
+
+warm_validator()
+
+
 # ----------------------------------------------------------------------- in the worker
 
 def bare(reason: str) -> str:
