@@ -40,6 +40,10 @@ from .zygote import WarmUnavailable, ZygoteClient, ZygoteFailure, shared_zygote
 
 HEADER = struct.Struct(">IB")
 ENGINES = ("warm", "kernel")
+# A kernel's address space once started (ipykernel, its 12 threads and their malloc arenas, torch), measured with
+# torch 2.13: 1297 MiB. A forked run starts at about 650 MiB; it reserves the difference so that address_space_mb
+# leaves a student the same room in both engines (a 1 GB string fails in both, as the hostile corpus expects).
+KERNEL_ADDRESS_SPACE_MB = 1300
 
 
 class RunDied(Exception):
@@ -211,6 +215,7 @@ class Run:
                         "cpu_seconds": [limits.cpu_seconds, limits.cpu_seconds_hard],
                         "file_size": limits.file_size_mb * 2**20, "open_files": limits.open_files,
                         "processes": limits.processes, "core": 0},
+            "kernel_address_space_mb": KERNEL_ADDRESS_SPACE_MB,
             "probe_output_bytes": self.engine.probe_output_bytes, "max_message_bytes": self.engine.max_message_bytes,
             "files": 0,
         }

@@ -156,6 +156,22 @@ def make_shell():
     return shell
 
 
+RESERVED = []
+
+
+def reserve_like_a_kernel(megabytes):
+    """Leave the student the room under RLIMIT_AS that a kernel leaves: a forked run starts with half a kernel's
+    address space (no ipykernel threads and their malloc arenas), so the difference is reserved, inaccessible."""
+    import mmap
+
+    with open("/proc/self/status") as handle:
+        size = next(int(line.split()[1]) for line in handle if line.startswith("VmSize:")) * 1024
+    missing = megabytes * 2**20 - size
+    if missing > 0:
+        RESERVED.append(mmap.mmap(-1, missing, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0x4000),
+                                  prot=0))  # PROT_NONE
+
+
 class Session:
     """What a kernel's session is to code in a cell: every message goes out through ``send``.
 
@@ -362,6 +378,7 @@ def lock_down(settings):
     # The run's own start-up (the probe) gets the launcher's allowance; the probe then tightens it.
     limits["cpu_seconds"] = [soft + kernel_launcher.STARTUP_CPU_SECONDS, hard + kernel_launcher.STARTUP_CPU_SECONDS]
     sys._torchgrade_cpu_budget = (soft, hard)
+    reserve_like_a_kernel(settings.get("kernel_address_space_mb", 0))
     kernel_launcher.apply_limits(limits)
     for capability in range(64):
         if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: no more caps
