@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox", choices=("auto", "require", "off"),
                         help="run student code in the bubblewrap sandbox: auto (when it works), require, off "
                              "(default: limits.sandbox in config.yaml; see docs/threat_model.md)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                        help="batch: grade on this dask.distributed cluster (one task per submission; see docs/dask.md)")
+    parser.add_argument("--engine", choices=("warm", "kernel"),
+                        help="warm: fork each run from a process that has imported torch (fast; Linux); kernel: a "
+                             "fresh Jupyter kernel per run (default: limits.engine in config.yaml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
     after = parser.add_argument_group("after grading (with --output-dir, no PATH; see docs/batch.md)")
     after.add_argument("--export", action="store_true",
@@ -67,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     name = entry = None
     try:
         config = load_config(args.config)
+        config = with_engine(config, args.engine)
         if not args.paths or args.export or args.override or args.clear_override or args.comment:
             from .batch.decisions import run_decisions  # imported lazily: students never need it
 
             return run_decisions(args, config)
-        if is_batch(args.paths, args.output_dir):
-            from .batch import run_batches
+        if is_batch(args.paths, args.output_dir) or args.scheduler:
+            from .batch import run_batches  # imported lazily: students never need it
 
             return run_batches(args, config)
         name, entry = assignment_for(config, args.paths[0], args.assignment)
@@ -87,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, f"internal error: {type(problem).__name__}: {problem}", EXIT_GRADER_FAILURE, name, entry)
     print(render_report(args.format, report, grading=args.grading))
     return EXIT_GRADED
+
+
+def with_engine(config, engine: str | None):
+    """Every assignment's settings with --engine applied (None: as configured)."""
+    if not engine:
+        return config
+    return config.model_copy(update={"assignments": {
+        name: entry.model_copy(update={"limits": entry.limits.model_copy(update={"engine": engine})})
+        for name, entry in config.assignments.items()}})
 
 
 def with_sandbox(entry, mode: str | None):

@@ -42,6 +42,9 @@ class Limits(Strict):
     open_files: int = Field(256, ge=64, description="open file descriptors per process")
     processes: int = Field(128, ge=32, description="processes and threads the kernel may run at once")
     tmp_size_mb: int = Field(256, gt=0, description="sandbox only: size of the private /tmp (also the working folder), MiB")
+    engine: Literal["warm", "kernel"] = Field(
+        "kernel", description="warm = run each notebook in a child forked from a zygote that has imported torch "
+                              "(Linux; falls back to kernel elsewhere); kernel = a fresh ipykernel per run (nbclient)")
     sandbox: Literal["auto", "require", "off"] = Field(
         "auto", description="bubblewrap sandbox: auto = use it when it works (warn loudly otherwise), "
                             "require = refuse to grade without it, off = never")

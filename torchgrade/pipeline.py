@@ -22,7 +22,7 @@ from .assignment import Assignment, load_assignment
 from .checks import Outcome, run_checks, task_not_run
 from .config import AssignmentConfig
 from .evidence import RunEvidence, RunPlan
-from .executor import Executor, NbclientExecutor
+from .executor import Executor
 from .instrument import instrument
 from .loader import load_notebook
 from .locate import Layout, locate_tasks
@@ -44,7 +44,11 @@ class Grader:
     @classmethod
     def from_config(cls, name: str, config: AssignmentConfig, executor: Executor | None = None) -> "Grader":
         assignment = load_assignment(config.grader, {k: v for k, v in config.checks.items()})
-        return cls(name, config, assignment, executor or NbclientExecutor())
+        if executor is None:
+            from .fork_executor import make_executor
+
+            executor = make_executor(config.limits.engine)
+        return cls(name, config, assignment, executor)
 
     def grade_notebook(self, path: str | Path) -> GradeReport:
         started = time.monotonic()

@@ -343,7 +343,14 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
         queue = list(to_execute)
         from .worker import Job, Pool
 
-        with Pool(entry, name, jobs, worker_budget(entry)) as pool:
+        scheduler = getattr(args, "scheduler", None)
+        if scheduler:
+            from .dask_runner import DaskPool
+
+            workers = DaskPool(entry, name, scheduler)
+        else:
+            workers = Pool(entry, name, jobs, worker_budget(entry))
+        with workers as pool:
             while queue or pool.running or rescores:
                 while queue and pool.free:
                     item = queue.pop(0)
