@@ -18,6 +18,7 @@ from .config import load_config, pick_assignment
 from .errors import EXIT_GRADED, EXIT_GRADER_FAILURE, GradingError
 from .pipeline import Grader
 from .render import FAILURE_RENDERERS, RENDERERS, render_failure, render_report
+from .sanitize import one_line
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -47,7 +48,26 @@ def is_batch(paths: list[Path]) -> bool:
     return len(paths) > 1 or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
 
 
+def tolerant_output() -> None:
+    """Whatever the terminal's encoding, printing a report never raises: what it cannot show is escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (a test's capture, say)
+            pass
+
+
+def emit(text: str, stream=None) -> None:
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        print(text.encode(encoding, "backslashreplace").decode(encoding, "replace"), file=stream)
+
+
 def main(argv: list[str] | None = None) -> int:
+    tolerant_output()
     args = build_parser().parse_args(argv)
     name = entry = None
     try:
@@ -66,13 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return fail(args, f"internal error: {type(problem).__name__}: {problem}", EXIT_GRADER_FAILURE, name, entry)
-    print(render_report(args.format, report, grading=args.grading))
+    emit(render_report(args.format, report, grading=args.grading))
     return EXIT_GRADED
 
 
 def fail(args: argparse.Namespace, reason: str, status: int, name=None, entry=None) -> int:
     """One line on stderr; machine formats still get a complete, valid document on stdout."""
-    print(f"grade.py: {reason}", file=sys.stderr)
+    reason = one_line(reason, 2000)  # file names and messages come from submissions
+    emit(f"grade.py: {reason}", sys.stderr)
     if args.format in FAILURE_RENDERERS:
-        print(render_failure(args.format, reason, name=name, entry=entry, grading=args.grading))
+        emit(render_failure(args.format, reason, name=name, entry=entry, grading=args.grading))
     return status

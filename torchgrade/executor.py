@@ -139,6 +139,7 @@ class GraderKernelManager(AsyncKernelManager):
         return self.box.command()
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        kw["pass_fds"] = tuple(kw.get("pass_fds", ())) + self.box.pass_fds()  # bwrap's --args, --info-fd, data
         await super()._async_launch_kernel(kernel_cmd, **kw)
         ip = self.box.after_launch(self.provisioner.process)
         if ip:  # the sandbox's sockets, reached through /proc/<its PID 1>/root

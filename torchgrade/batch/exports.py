@@ -11,15 +11,14 @@
 from __future__ import annotations
 
 import csv
-import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..render.terminal import render_terminal
 from ..results import GradeReport
+from ..sanitize import csv_cell, html_text, markdown, markdown_block, visible
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._@-]+")
 
 
@@ -64,8 +63,8 @@ def number(value: float | None) -> str:
 
 
 def cell_text(value: str) -> str:
-    """Neutralise text a spreadsheet would execute as a formula."""
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """Neutralise text a spreadsheet would execute as a formula, and control characters (torchgrade.sanitize)."""
+    return csv_cell(value)
 
 
 def feedback_names(students: list[str]) -> dict[str, str]:
@@ -97,7 +96,7 @@ def write_grades_csv(path: Path, rows: list[StudentRow], tasks: list[TaskInfo], 
             percent = 100.0 * total / maximum if maximum else 0.0
             writer.writerow([cell_text(row.student), cell_text(row.file)]
                             + [number(row.task_score(t.number)) for t in tasks]
-                            + [number(total), number(maximum), f"{percent:.1f}", row.status, cell_text(row.reason)])
+                            + [number(total), number(maximum), f"{percent:.1f}", cell_text(row.status), cell_text(row.reason)])
     temporary.replace(path)
 
 
@@ -107,19 +106,13 @@ def feedback_text(row: StudentRow, title: str) -> str:
     if row.report is not None:
         return render_terminal(row.report)
     if row.status == "missing":
-        return f"{title}\nNo submission was found for you."
-    return f"{title}: {row.file}\nScore: not graded\n\ncould not grade: {row.reason}"
-
-
-def _fence(text: str) -> str:
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
+        return visible(f"{title}\nNo submission was found for you.")
+    return visible(f"{title}: {row.file}\nScore: not graded\n\ncould not grade: {row.reason}")
 
 
 def feedback_markdown(row: StudentRow, title: str) -> str:
-    text = feedback_text(row, title)
-    fence = _fence(text)
-    return f"# {title}: feedback for {row.student}\n\n{fence}text\n{text}\n{fence}\n"
+    """The heading is escaped Markdown; the report is a fenced block, so nothing in it renders as markup."""
+    return f"# {markdown(f'{title}: feedback for {row.student}')}\n\n{markdown_block(feedback_text(row, title))}\n"
 
 
 FEEDBACK_PAGE = """<!DOCTYPE html>
@@ -146,9 +139,9 @@ pre {{ background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; paddi
 
 
 def feedback_html(row: StudentRow, title: str) -> str:
-    text = html.escape(feedback_text(row, title))
+    text = html_text(feedback_text(row, title))
     text = text.replace("[PASS]", '<span class="pass">[PASS]</span>').replace("[FAIL]", '<span class="fail">[FAIL]</span>')
-    heading = html.escape(f"{title}: feedback for {row.student}")
+    heading = html_text(f"{title}: feedback for {row.student}")
     return FEEDBACK_PAGE.format(page_title=heading, heading=heading, body=text)
 
 

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS batches (
     rescored      INTEGER NOT NULL DEFAULT 0,
     unchanged     INTEGER NOT NULL DEFAULT 0,
     failed        INTEGER NOT NULL DEFAULT 0,
-    wall_seconds  REAL
+    wall_seconds  REAL,
+    isolation     TEXT
 );
 CREATE TABLE IF NOT EXISTS submissions (
     id                 INTEGER PRIMARY KEY,
@@ -149,6 +150,8 @@ class Gradebook:
         self.db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process kills
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        if "isolation" not in {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}:
+            self.db.execute("ALTER TABLE batches ADD COLUMN isolation TEXT")  # how kernels ran (sandbox or not)
         found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if found is None:
             self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -188,9 +191,9 @@ class Gradebook:
         return self.db.execute("SELECT count(*) FROM submissions WHERE assignment=?", (assignment,)).fetchone()[0]
 
     # ------------------------------------------------------------------------ writing
-    def start_batch(self, assignment: str, command: str, jobs: int, submissions: int) -> int:
-        cursor = self.db.execute("INSERT INTO batches (assignment, started_at, command, jobs, submissions) "
-                                 "VALUES (?, ?, ?, ?, ?)", (assignment, now(), command, jobs, submissions))
+    def start_batch(self, assignment: str, command: str, jobs: int, submissions: int, isolation: str = "") -> int:
+        cursor = self.db.execute("INSERT INTO batches (assignment, started_at, command, jobs, submissions, isolation) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", (assignment, now(), command, jobs, submissions, isolation))
         return cursor.lastrowid
 
     def finish_batch(self, batch_id: int, executed: int, rescored: int, unchanged: int, failed: int,

@@ -14,7 +14,6 @@ The students table sorts by clicking a column header, or from the address:
 from __future__ import annotations
 
 import base64
-import html
 import io
 import re
 import statistics
@@ -24,6 +23,7 @@ from datetime import datetime, timezone
 
 from matplotlib.figure import Figure
 
+from ..sanitize import html_text
 from .exports import StudentRow, TaskInfo, number
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -48,7 +48,7 @@ class FailureGroup:
 
 
 def esc(value) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value)  # escaped, and control characters made visible (torchgrade.sanitize)
 
 
 def png(figure: Figure) -> str:

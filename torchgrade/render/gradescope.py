@@ -14,6 +14,7 @@ import json
 
 from ..hidden import VISIBILITIES, HiddenSummary, configured_hidden, hidden_visibility
 from ..results import GradeReport
+from ..sanitize import one_line, visible
 
 
 def _number(value: float) -> int | float:
@@ -34,12 +35,12 @@ def report_payload(report: GradeReport, *, hidden: HiddenSummary | None = None,
     for task in report.tasks:
         for position, check in enumerate(task.checks, start=1):
             tests.append({
-                "name": f"Task {check.task}: {check.title}",
+                "name": one_line(f"Task {check.task}: {check.title}"),
                 "number": f"{check.task}.{position}",
                 "score": _number(check.score),
                 "max_score": _number(check.max_score),
                 "status": "passed" if check.passed else "failed",
-                "output": check.message,
+                "output": visible(check.message),
                 "visibility": visibility if check.hidden else "visible",
                 "task": check.task,
                 "check": check.id,
@@ -48,7 +49,7 @@ def report_payload(report: GradeReport, *, hidden: HiddenSummary | None = None,
         "score": _number(report.score),
         "max_score": _number(report.max_score),
         "execution_time": round(report.execution_time, 3),
-        "output": "\n".join(output),
+        "output": visible("\n".join(output)),
         "tests": tests,
     }
 
@@ -60,7 +61,7 @@ def render_gradescope_json(report: GradeReport, *, hidden: HiddenSummary | None 
 
 def failure_payload(reason: str, *, entry=None, grading: bool = False) -> dict:
     """A valid results.json for a notebook that could not be graded: score 0 and the reason, in plain words."""
-    output = [f"Your notebook could not be graded, so this submission scores 0. Reason: {reason}",
+    output = [f"Your notebook could not be graded, so this submission scores 0. Reason: {one_line(reason)}",
               "Fix the problem and submit again; if you think the grader is wrong, contact your instructor."]
     max_score = 0
     if entry is not None:
