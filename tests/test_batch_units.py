@@ -122,9 +122,10 @@ class TestZips:
             bundle.writestr(link, "/etc/passwd")
             bundle.writestr("ok/alice.ipynb", NOTEBOOK)
         target = tmp_path / "deep" / "unpack"
-        extract_zip(archive, target)
+        refused = extract_zip(archive, target)
         written = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-        assert written == ["ok/alice.ipynb"]
+        assert written == ["link.ipynb", "ok/alice.ipynb"]  # the link only as an empty placeholder, for its row
+        assert (target / "link.ipynb").read_bytes() == b"" and "symbolic link" in refused[target / "link.ipynb"]
         assert not (tmp_path / "deep" / "escaped.ipynb").exists() and not (tmp_path / "escaped2.ipynb").exists()
         assert not any(p.is_symlink() for p in target.rglob("*"))
 

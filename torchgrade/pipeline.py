@@ -50,7 +50,8 @@ class Grader:
     def grade_notebook(self, path: str | Path) -> GradeReport:
         started = time.monotonic()
         path = Path(path)
-        notebook = load_notebook(path)                                          # 1. load and validate
+        limits = self.config.limits
+        notebook = load_notebook(path, limits.max_cells, limits.max_source_bytes)  # 1. load and validate
         layout = locate_tasks(notebook, self.assignment.task_numbers)           # 2. locate tasks
         runs = self.plan_runs(path.read_bytes())
         with tempfile.TemporaryDirectory(prefix="torchgrade-") as scratch:

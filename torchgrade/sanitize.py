@@ -57,6 +57,11 @@ def visible(text: object, limit: int | None = None) -> str:
     return _cut(text, limit)
 
 
+def no_surrogates(text: str) -> str:
+    """Lone UTF-16 surrogates (from JSON escapes or undecodable file names) as U+FFFD: the text can be encoded."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def without_controls(text: object, limit: int | None = None) -> str:
     """Like ``visible``, but control characters are removed instead of shown (for tools that print text raw)."""
     text = _SURROGATE.sub("\ufffd", str(text))
@@ -124,4 +129,4 @@ def _cut(text: str, limit: int | None) -> str:
 
 
 __all__ = ["csv_cell", "html_text", "markdown", "markdown_block", "markdown_cell", "markdown_code", "one_line",
-           "visible", "without_controls"]
+           "no_surrogates", "visible", "without_controls"]

@@ -34,6 +34,7 @@ from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
 from ..evidence_store import EvidenceError, RecordingGrader, evidence_to_data
 from ..results import GradeReport
+from ..sanitize import no_surrogates
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -118,8 +119,9 @@ def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_p
     result["worker_peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["kernel_peak_rss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     temporary = result_path + ".partial"
+    text = no_surrogates(json.dumps(result, ensure_ascii=False))  # a lone surrogate must not lose this row
     with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, ensure_ascii=False)
+        handle.write(text)
     os.replace(temporary, result_path)
     sys.stdout.flush()
     sys.stderr.flush()
