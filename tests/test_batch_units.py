@@ -348,7 +348,7 @@ class TestExports:
         assert table[0][2:7] == ["task_1", "task_2", "task_9", "task_10", "task_11"]
         assert table[1][0] == "'=HYPERLINK(\"http://x\")" and table[1][1] == "a,b.ipynb"
         assert table[1][7:11] == ["5", "5", "100.0", "graded"]
-        assert table[2][0] == 'Quote "Q" Smith' and table[2][7:] == ["0", "5", "0.0", "could not grade", "not JSON, line 1"]
+        assert table[2][0] == 'Quote "Q" Smith' and table[2][7:] == ["0", "5", "0.0", "could not grade", "not JSON, line 1", ""]
         assert all(line.startswith('"') and line.endswith('"') for line in text.splitlines())
 
     def test_feedback_names_are_safe_and_unique(self):

@@ -46,6 +46,12 @@ class StudentRow:
     def max_score(self) -> float | None:
         return self.report.max_score if self.report else None
 
+    @property
+    def flag_kinds(self) -> str:
+        """The kinds of tampering flagged (details in report.html); empty when none."""
+        kinds = list(dict.fromkeys(f.kind for f in self.report.flags)) if self.report else []
+        return ", ".join(kinds)
+
     def task_score(self, number: int) -> float | None:
         if not self.report:
             return None
@@ -85,7 +91,8 @@ def feedback_names(students: list[str]) -> dict[str, str]:
 
 def write_grades_csv(path: Path, rows: list[StudentRow], tasks: list[TaskInfo], max_total: float) -> None:
     tasks = sorted(tasks, key=lambda t: t.number)
-    header = ["student", "file"] + [f"task_{t.number}" for t in tasks] + ["total", "max", "percent", "status", "reason"]
+    header = ["student", "file"] + [f"task_{t.number}" for t in tasks] + ["total", "max", "percent", "status", "reason",
+                                                                         "flags"]
     temporary = path.with_suffix(".csv.partial")
     with open(temporary, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
@@ -96,7 +103,8 @@ def write_grades_csv(path: Path, rows: list[StudentRow], tasks: list[TaskInfo], 
             percent = 100.0 * total / maximum if maximum else 0.0
             writer.writerow([cell_text(row.student), cell_text(row.file)]
                             + [number(row.task_score(t.number)) for t in tasks]
-                            + [number(total), number(maximum), f"{percent:.1f}", cell_text(row.status), cell_text(row.reason)])
+                            + [number(total), number(maximum), f"{percent:.1f}", cell_text(row.status), cell_text(row.reason),
+                               cell_text(row.flag_kinds)])
     temporary.replace(path)
 
 

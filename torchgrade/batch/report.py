@@ -306,6 +306,16 @@ def render_report(*, title: str, assignment: str, rows: list[StudentRow], tasks:
                 f'<tr><td class="num">{len(who)}</td><td>{esc(reason)}</td><td>{_students_links(who, links)}</td></tr>'
                 for reason, who in sorted(reasons.items(), key=lambda item: -len(item[1]))) + "</tbody></table>")
 
+    flagged = [r for r in graded if r.report.flags]
+    if flagged:
+        add('<h2 id="flagged">Flagged for review</h2>')
+        add('<p class="muted">Possible tampering with the grader, found in the source or seen while it ran. A flag '
+            "never changes a score: it says where to look.</p>")
+        add('<table id="flagged-submissions"><thead><tr><th>Student</th><th>What was seen</th></tr></thead><tbody>'
+            + "".join(f'<tr data-student="{esc(r.student)}"><td>{_students_links([r.student], links)}</td><td>'
+                      + "<br>".join(f"<b>{esc(f.kind)}</b>: {esc(f.detail)}" for f in r.report.flags) + "</td></tr>"
+                      for r in flagged) + "</tbody></table>")
+
     add('<h2 id="students-heading">Students</h2>')
     add('<p class="muted">Click a column to sort; each name links to the student\'s feedback.</p>')
     head = ['<th data-key="student" data-type="text">Student</th>', '<th data-key="file" data-type="text">File</th>']
@@ -330,6 +340,8 @@ def render_report(*, title: str, assignment: str, rows: list[StudentRow], tasks:
                      f'{"" if percent is None else f"{percent:.0f}"}</td>')
         css = {"graded": "status-graded", "could not grade": "status-failed"}.get(row.status, "status-missing")
         status = row.status if row.status != "could not grade" else f"could not grade: {row.reason}"
+        if row.flag_kinds:
+            status += f" (flagged: {row.flag_kinds})"
         cells.append(f'<td class="{css}" data-value="{esc(row.status)}">{esc(status)}</td>')
         body.append(f'<tr data-student="{esc(row.student)}">' + "".join(cells) + "</tr>")
     add('<table id="students" data-sorted-by="student:ascending"><thead><tr>' + "".join(head)

@@ -51,6 +51,7 @@ def report_payload(report: GradeReport, *, hidden: HiddenSummary | None = None,
         "execution_time": round(report.execution_time, 3),
         "output": visible("\n".join(output)),
         "tests": tests,
+        "flags": [{"kind": one_line(f.kind), "detail": one_line(f.detail)} for f in report.flags],
     }
 
 
@@ -68,7 +69,8 @@ def failure_payload(reason: str, *, entry=None, grading: bool = False) -> dict:
         max_score = sum(c.points for c in entry.checks.values() if grading or not c.hidden)
         if not grading and configured_hidden(entry):
             output.append(configured_hidden(entry).sentence())
-    return {"score": 0, "max_score": _number(max_score), "execution_time": 0, "output": "\n".join(output), "tests": []}
+    return {"score": 0, "max_score": _number(max_score), "execution_time": 0, "output": "\n".join(output), "tests": [],
+            "flags": []}
 
 
 def render_gradescope_failure(reason: str, *, name: str | None = None, entry=None, grading: bool = False) -> str:
