@@ -122,7 +122,7 @@ def _check_size(path: Path, document: dict, max_cells: int | None, max_source_by
     for cell in cells:
         source = cell.get("source", cell.get("input", "")) if isinstance(cell, dict) else ""
         parts = source if isinstance(source, list) else [source]
-        total += sum(len(s.encode("utf-8")) for s in parts if isinstance(s, str))
+        total += sum(len(s.encode("utf-8", "surrogatepass")) for s in parts if isinstance(s, str))
         if total > max_source_bytes:
             raise SubmissionError(f"{path.name}: more than {max_source_bytes // 1000} kB of source in its cells "
                                   "(limits.max_source_bytes in config.yaml)")
