@@ -199,10 +199,10 @@ def kernel_environment(workdir: str | Path, extra: dict[str, str] | None = None,
     return env
 
 
-def _code_cell(source: str) -> nbformat.NotebookNode:
+def _code_cell(source: str, number: int) -> nbformat.NotebookNode:
     """A code cell without nbformat's per-cell schema validation (the cells are the grader's own plan)."""
-    return nbformat.NotebookNode(cell_type="code", execution_count=None, metadata=nbformat.NotebookNode(),
-                                 outputs=[], source=source)
+    return nbformat.NotebookNode(id=f"cell-{number}", cell_type="code", execution_count=None,
+                                 metadata=nbformat.NotebookNode(), outputs=[], source=source)
 
 
 class _BoundedClient(NotebookClient):
@@ -248,7 +248,7 @@ class NbclientExecutor:
         isolation = sandbox.isolation(limits.sandbox)  # raises when the sandbox is required but missing
         runs = [CellRun() for _ in cells]
         result = ExecutionResult(runs, secret=secrets.token_hex(32), isolation=isolation.describe())
-        notebook = nbformat.v4.new_notebook(cells=[_code_cell(c.source) for c in cells])
+        notebook = nbformat.v4.new_notebook(cells=[_code_cell(c.source, n) for n, c in enumerate(cells)])
         context = zmq.asyncio.Context()
         # Every socket made from this context (the manager's and, through GraderKernelManager.client, the
         # client's): a message over MAXMSGSIZE is refused before it is read, and at most RCVHWM messages wait.
