@@ -267,3 +267,14 @@ def test_without_the_sandbox_the_warning_says_whether_grader_files_are_writable(
         assert ("writable by every user" in said) == bool(sandbox.writable_by_others())
     else:
         assert "WRITE the grader's own files" in said and str(sandbox.GRADER_DIR) in said
+
+
+def test_the_cli_survives_a_terminal_that_cannot_show_the_text(tmp_path):
+    """An ASCII-only stdout and a file name it cannot encode: still one line and exit 3, never a traceback."""
+    path = tmp_path / "résumé\u202e.ipynb"
+    path.write_text("{not json")
+    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "--format", "json"],
+                            capture_output=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 3, result.stderr
+    assert b"Traceback" not in result.stderr and result.stderr.count(b"\n") == 1
+    assert json.loads(result.stdout)["score"] == 0

@@ -11,6 +11,7 @@ Exit statuses (documented in the README):
 from __future__ import annotations
 
 import argparse
+import codecs
 import sys
 from pathlib import Path
 
@@ -48,11 +49,23 @@ def is_batch(paths: list[Path]) -> bool:
     return len(paths) > 1 or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
 
 
+def _json_escape(problem: UnicodeError) -> tuple[str, int]:
+    """\\uXXXX for what the stream cannot encode: readable in text, and still valid inside a JSON string."""
+    text = problem.object[problem.start:problem.end]
+    escaped = "".join(f"\\u{unit:04x}" for char in text
+                      for unit in ([ord(char)] if ord(char) < 0x10000 else
+                                   [0xD800 + ((ord(char) - 0x10000) >> 10), 0xDC00 + ((ord(char) - 0x10000) & 0x3FF)]))
+    return escaped, problem.end
+
+
+codecs.register_error("torchgrade_escape", _json_escape)
+
+
 def tolerant_output() -> None:
     """Whatever the terminal's encoding, printing a report never raises: what it cannot show is escaped."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="torchgrade_escape")
         except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (a test's capture, say)
             pass
 
@@ -63,7 +76,7 @@ def emit(text: str, stream=None) -> None:
         print(text, file=stream)
     except UnicodeEncodeError:
         encoding = getattr(stream, "encoding", None) or "ascii"
-        print(text.encode(encoding, "backslashreplace").decode(encoding, "replace"), file=stream)
+        print(text.encode(encoding, "torchgrade_escape").decode(encoding, "replace"), file=stream)
 
 
 def main(argv: list[str] | None = None) -> int:
