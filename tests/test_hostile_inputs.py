@@ -96,7 +96,7 @@ def test_a_batch_records_linked_submissions_as_not_graded(linked_class, tmp_path
             target.unlink()
     output = tmp_path / "out"
     result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(linked_class), "--config",
-                             str(write_config(tmp_path)), "--output-dir", str(output)],
+                             str(write_config(tmp_path)), "--output-dir", str(output), "--assignment", "computational_graph"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     grades = (output / "grades.csv").read_text(encoding="utf-8")
@@ -128,7 +128,7 @@ def test_deep_metadata_is_refused(tmp_path, depth):
 def test_deep_metadata_gives_exit_3_and_one_line(tmp_path):
     path = tmp_path / "deep.ipynb"
     path.write_text('{"nbformat": 4, "cells": [], "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}")
-    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "--format", "json"],
+    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "--format", "json", "--assignment", "computational_graph"],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 3, result.stderr
     assert result.stderr.count("\n") == 1 and "nested too deeply" in result.stderr
@@ -273,7 +273,7 @@ def test_the_cli_survives_a_terminal_that_cannot_show_the_text(tmp_path):
     """An ASCII-only stdout and a file name it cannot encode: still one line and exit 3, never a traceback."""
     path = tmp_path / "résumé\u202e.ipynb"
     path.write_text("{not json")
-    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "--format", "json"],
+    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(path), "--format", "json", "--assignment", "computational_graph"],
                             capture_output=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert result.returncode == 3, result.stderr
     assert b"Traceback" not in result.stderr and result.stderr.count(b"\n") == 1
