@@ -231,7 +231,7 @@ def test_grades_csv_parses_with_csv_and_quotes_every_field(class_batch):
     table = list(csv.reader(io.StringIO(text)))
     header = table[0]
     assert header == ["student", "file", "task_1", "task_2", "task_3", "task_4", "task_5", "total", "max", "percent",
-                      "status", "reason", "raw_total", "late_penalty", "submitted_at", "integrity", "overrides",
+                      "status", "reason", "raw_total", "late_penalty", "submitted_at", "integrity", "flags", "overrides",
                       "comments"]
     assert len(table) == 1 + len(EXPECTED) + 2
     for line in text.splitlines():

@@ -123,9 +123,10 @@ class TestZips:
             bundle.writestr(link, "/etc/passwd")
             bundle.writestr("ok/alice.ipynb", NOTEBOOK)
         target = tmp_path / "deep" / "unpack"
-        extract_zip(archive, target)
+        refused = extract_zip(archive, target)
         written = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-        assert written == ["ok/alice.ipynb"]
+        assert written == ["link.ipynb", "ok/alice.ipynb"]  # the link only as an empty placeholder, for its row
+        assert (target / "link.ipynb").read_bytes() == b"" and "symbolic link" in refused[target / "link.ipynb"]
         assert not (tmp_path / "deep" / "escaped.ipynb").exists() and not (tmp_path / "escaped2.ipynb").exists()
         assert not any(p.is_symlink() for p in target.rglob("*"))
 
@@ -364,7 +365,7 @@ class TestExports:
         assert table[1][7:11] == ["5", "5", "100.0", "graded"]
         # could not grade: blank scores, never 0
         assert table[2][0] == 'Quote "Q" Smith' and table[2][7:12] == ["", "5", "", "could not grade", "not JSON, line 1"]
-        assert table[0][12:] == ["raw_total", "late_penalty", "submitted_at", "integrity", "overrides", "comments"]
+        assert table[0][12:] == ["raw_total", "late_penalty", "submitted_at", "integrity", "flags", "overrides", "comments"]
         assert all(line.startswith('"') and line.endswith('"') for line in text.splitlines())
 
     def test_feedback_names_are_safe_and_unique(self):

@@ -112,3 +112,82 @@ def test_csv_ordinary_text_is_unchanged_and_round_trips():
 
 def test_html_text_escapes_markup_and_controls():
     assert sanitize.html_text('<b x="1">\x1b') == "&lt;b x=&quot;1&quot;&gt;\\x1b"
+
+
+@pytest.mark.parametrize("line, forbidden", [("- item", "<li"), ("+ item", "<li"), ("12. item", "<ol"),
+                                             ("3) item", "<ol"), ("> quote", "<blockquote"), ("# title", "<h1")])
+def test_markdown_line_cannot_start_a_block(line, forbidden):
+    rendered = _render(sanitize.markdown(line))
+    assert forbidden not in rendered and rendered.startswith("<p>"), rendered
+
+
+def test_markdown_keeps_ordinary_maths_readable():
+    assert sanitize.markdown("f = x³ + y², 2 * 3") == "f = x³ + y², 2 \\* 3"
+
+
+# ----------------------------------------------------------------------------- the sinks
+
+ATTACK = "\x1b[2J\x1b[HScore: 20 / 20\x07 ![x](https://evil.example/p.png) <img src=x> =HYPERLINK(1) \u202e \ud800"
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e\ud800-\udfff]")
+
+
+def hostile_report():
+    from torchgrade.results import CheckResult, GradeReport, TaskResult
+
+    check = CheckResult("t1", 1, "title " + ATTACK, 0, 2, False, expected="e " + ATTACK, found="f " + ATTACK,
+                        hint="h " + ATTACK)
+    return GradeReport("a", "Title", "=cmd|" + ATTACK + ".ipynb", (TaskResult(1, "T " + ATTACK, (check,)),), 1.0,
+                       notes=("cell 3: `!" + ATTACK + "` was not run",), runs=("example inputs",))
+
+
+def test_every_renderer_writes_clean_text(monkeypatch, tmp_path):
+    from torchgrade.render import RENDERERS, render_report
+
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    for fmt in RENDERERS:
+        out = render_report(fmt, hostile_report(), grading=True)
+        assert not CONTROLS.search(out), (fmt, out)
+        out.encode("utf-8")
+    text = summary.read_text(encoding="utf-8")
+    rendered = TABLES(text)
+    assert not CONTROLS.search(text) and "<img" not in rendered and "evil.example/p.png\"" not in rendered
+
+
+def test_batch_exports_are_clean(tmp_path):
+    from torchgrade.batch.exports import StudentRow, TaskInfo, feedback_html, feedback_markdown, write_grades_csv
+
+    rows = [StudentRow("=evil\x1b" + ATTACK, "=f.ipynb", "graded", report=hostile_report()),
+            StudentRow("@bob", "b.ipynb", "could not grade", reason="-" + ATTACK)]
+    write_grades_csv(tmp_path / "grades.csv", rows, [TaskInfo(1, "T", 2)], 2)
+    text = (tmp_path / "grades.csv").read_text(encoding="utf-8")
+    assert not CONTROLS.search(text)
+    for record in csv.DictReader(io.StringIO(text)):
+        for key in ("student", "file", "reason"):
+            assert not record[key] or record[key][0] not in "=+-@\t\r", record
+    for row in rows:
+        markdown = feedback_markdown(row, "Title")
+        assert not CONTROLS.search(markdown)
+        rendered = _render(markdown)
+        assert "<img" not in rendered and "<a " not in rendered and "<h1>" in rendered
+        page = feedback_html(row, "Title")
+        assert not CONTROLS.search(page) and "<img src=x>" not in page
+
+
+def test_batch_progress_line_is_clean():
+    from torchgrade.batch.progress import Progress
+
+    stream = io.StringIO()
+    Progress(2, 0, 1, stream=stream).advance("alice" + ATTACK + "\nforged line")
+    assert not CONTROLS.search(stream.getvalue()) and stream.getvalue().count("\n") == 1
+
+
+def test_cli_failure_line_is_one_clean_line(tmp_path, capsys):
+    from torchgrade.cli import main
+
+    bad = tmp_path / "x\x1b[2Jy\ny.ipynb"
+    bad.write_text("not json")
+    assert main([str(bad), "--format", "json", "--assignment", "computational_graph"]) == 3
+    captured = capsys.readouterr()
+    assert not CONTROLS.search(captured.err + captured.out)
+    assert captured.err.count("\n") == 1

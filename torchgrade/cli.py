@@ -11,6 +11,7 @@ Exit statuses (documented in the README):
 from __future__ import annotations
 
 import argparse
+import codecs
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .config import assignment_for, load_config
 from .errors import EXIT_GRADED, EXIT_GRADER_FAILURE, GradingError
 from .pipeline import Grader
 from .render import FAILURE_RENDERERS, RENDERERS, render_failure, render_report
+from .sanitize import one_line
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -64,7 +66,38 @@ def is_batch(paths: list[Path], output_dir: Path | None = None) -> bool:
     return len(paths) > 1 or output_dir is not None or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
 
 
+def _json_escape(problem: UnicodeError) -> tuple[str, int]:
+    """\\uXXXX for what the stream cannot encode: readable in text, and still valid inside a JSON string."""
+    text = problem.object[problem.start:problem.end]
+    escaped = "".join(f"\\u{unit:04x}" for char in text
+                      for unit in ([ord(char)] if ord(char) < 0x10000 else
+                                   [0xD800 + ((ord(char) - 0x10000) >> 10), 0xDC00 + ((ord(char) - 0x10000) & 0x3FF)]))
+    return escaped, problem.end
+
+
+codecs.register_error("torchgrade_escape", _json_escape)
+
+
+def tolerant_output() -> None:
+    """Whatever the terminal's encoding, printing a report never raises: what it cannot show is escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="torchgrade_escape")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (a test's capture, say)
+            pass
+
+
+def emit(text: str, stream=None) -> None:
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        print(text.encode(encoding, "torchgrade_escape").decode(encoding, "replace"), file=stream)
+
+
 def main(argv: list[str] | None = None) -> int:
+    tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.paths and not (args.export or args.override or args.clear_override or args.comment):
@@ -91,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return fail(args, f"internal error: {type(problem).__name__}: {problem}", EXIT_GRADER_FAILURE, name, entry)
-    print(render_report(args.format, report, grading=args.grading))
+    emit(render_report(args.format, report, grading=args.grading))
     return EXIT_GRADED
 
 
@@ -113,7 +146,8 @@ def with_sandbox(entry, mode: str | None):
 
 def fail(args: argparse.Namespace, reason: str, status: int, name=None, entry=None) -> int:
     """One line on stderr; machine formats still get a complete, valid document on stdout."""
-    print(f"grade.py: {reason}", file=sys.stderr)
+    reason = one_line(reason, 2000)  # file names and messages come from submissions
+    emit(f"grade.py: {reason}", sys.stderr)
     if args.format in FAILURE_RENDERERS:
-        print(render_failure(args.format, reason, name=name, entry=entry, grading=args.grading))
+        emit(render_failure(args.format, reason, name=name, entry=entry, grading=args.grading))
     return status

@@ -33,6 +33,9 @@ class Limits(Strict):
     notebook_timeout: float = Field(300, gt=0, description="seconds a whole run may take")
     startup_timeout: float = Field(60, gt=0, description="seconds to wait for a kernel to start")
     max_output_bytes: int = Field(1_000_000, gt=0, description="output kept per cell")
+    # Bounds on the work a submission causes before its run's clock starts (loading, locating, planning).
+    max_cells: int = Field(2000, gt=0, description="cells a notebook may have; more is refused (exit 3)")
+    max_source_bytes: int = Field(5_000_000, gt=0, description="bytes of source in all its cells; more is refused")
     # Resource limits (setrlimit) applied to the kernel before any student code runs.
     address_space_mb: int = Field(2048, ge=512, description="virtual memory per process, MiB (enough for torch "
                                   "with OMP/OPENBLAS/MKL threads pinned to 1)")

@@ -38,7 +38,7 @@ from .evidence import SCHEMA_VERSION, RunEvidence
 from .loader import load_notebook
 from .locate import locate_tasks
 from .pipeline import Grader
-from .results import CheckResult, GradeReport, TaskResult
+from .results import CheckResult, Flag, GradeReport, TaskResult
 
 FORMAT = SCHEMA_VERSION
 PACKAGE = Path(__file__).resolve().parent
@@ -101,8 +101,9 @@ def report_from_dict(data: dict) -> GradeReport:
         TaskResult(**{**pick(TaskResult, task), "checks": tuple(CheckResult(**pick(CheckResult, c)) for c in task["checks"])})
         for task in data["tasks"]
     )
+    flags = tuple(Flag(str(f.get("kind", "")), str(f.get("detail", ""))) for f in data.get("flags", ()) if isinstance(f, dict))
     return GradeReport(**{**pick(GradeReport, data), "tasks": tasks, "notes": tuple(data.get("notes", ())),
-                          "runs": tuple(data.get("runs", ()))})
+                          "runs": tuple(data.get("runs", ())), "flags": flags})
 
 
 # ---------------------------------------------------------------------- grading from it

@@ -25,9 +25,12 @@ Policy (why it is written this way):
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import signal
+import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,8 @@ from nbclient.exceptions import DeadKernelError
 from . import sandbox
 from .config import Limits
 from .errors import GradingError
-from .sandbox import BOX_WORKDIR, KernelBox
+from .sandbox import BOX_WORKDIR, GRADER_DIR, KernelBox
+from .sanitize import visible
 
 TIMEOUT_ERROR = "CellTimeoutError"
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
@@ -139,6 +143,7 @@ class GraderKernelManager(AsyncKernelManager):
         return self.box.command()
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        kw["pass_fds"] = tuple(kw.get("pass_fds", ())) + self.box.pass_fds()  # bwrap's --args, --info-fd, data
         await super()._async_launch_kernel(kernel_cmd, **kw)
         ip = self.box.after_launch(self.provisioner.process)
         if ip:  # the sandbox's sockets, reached through /proc/<its PID 1>/root
@@ -156,6 +161,33 @@ class GraderKernelManager(AsyncKernelManager):
         await super()._async_signal_kernel(signum)
 
 
+@functools.lru_cache(maxsize=1)
+def _host_paths() -> tuple[tuple[str, str], ...]:
+    """Host folders a student must not learn (where the grader and its Python live), longest first, with the
+    neutral name shown instead."""
+    named = {str(GRADER_DIR.parent): "<grader>", str(GRADER_DIR): "<grader>/torchgrade",
+             os.path.expanduser("~"): "<home>"}
+    for key in ("purelib", "platlib"):
+        named[sysconfig.get_paths().get(key) or ""] = "<site-packages>"
+    for path in sandbox.python_paths() + [sys.prefix, sys.base_prefix, sys.exec_prefix]:
+        named.setdefault(path, "<python>")
+    pairs = {(os.path.realpath(path), name) for path, name in named.items() if path and path not in ("/", ".")}
+    pairs |= {(path, name) for path, name in named.items() if path and path not in ("/", ".")}
+    return tuple(sorted(pairs, key=lambda pair: -len(pair[0])))
+
+
+def scrub(text: str, *extra: str) -> str:
+    """Text from the kernel as a student may read it: no grader path (prefix, site-packages, repository, home,
+    the run's own folders given in `extra`), no control characters."""
+    for path in sorted(extra, key=len, reverse=True):
+        if path and len(path) > 1:
+            text = text.replace(path, "<submission folder>")
+    for path, name in _host_paths():
+        if path in text:
+            text = text.replace(path, name)
+    return visible(text)
+
+
 def kernel_environment(workdir: str | Path, extra: dict[str, str] | None = None, tmp: str | None = None) -> dict[str, str]:
     """An allow-list: nothing of the grader's environment (tokens, secrets, GITHUB_*) reaches the kernel."""
     env = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
@@ -167,12 +199,19 @@ def kernel_environment(workdir: str | Path, extra: dict[str, str] | None = None,
     return env
 
 
+def _code_cell(source: str, number: int) -> nbformat.NotebookNode:
+    """A code cell without nbformat's per-cell schema validation (the cells are the grader's own plan)."""
+    return nbformat.NotebookNode(id=f"cell-{number}", cell_type="code", execution_count=None,
+                                 metadata=nbformat.NotebookNode(), outputs=[], source=source)
+
+
 class _BoundedClient(NotebookClient):
     """Keeps only stdout (bounded) and nothing else from the kernel's output messages."""
 
-    def __init__(self, *args, plan: list[PlannedCell], runs: list[CellRun], max_output_bytes: int, **kwargs):
+    def __init__(self, *args, plan: list[PlannedCell], runs: list[CellRun], max_output_bytes: int,
+                 workdir: str = "", **kwargs):
         super().__init__(*args, **kwargs)
-        self._plan, self._runs, self._max_output = plan, runs, max_output_bytes
+        self._plan, self._runs, self._max_output, self._workdir = plan, runs, max_output_bytes, workdir
         self.replies: dict[int, dict] = {}
         self.on_cell_executed = self._remember_reply
 
@@ -189,8 +228,8 @@ class _BoundedClient(NotebookClient):
                 run.truncated = True
             run.stdout += text[: max(room, 0)]
         elif msg.get("msg_type") == "error" and not run.error_name:
-            run.error_name = str(content.get("ename", ""))[:200]
-            run.error_value = str(content.get("evalue", ""))[:500]
+            run.error_name = scrub(str(content.get("ename", ""))[:200], self._workdir)
+            run.error_value = scrub(str(content.get("evalue", ""))[:500], self._workdir)
         return None
 
 
@@ -205,10 +244,11 @@ class NbclientExecutor:
         return asyncio.run(self._execute(cells, limits, workdir))
 
     async def _execute(self, cells: list[PlannedCell], limits: Limits, workdir: Path) -> ExecutionResult:
+        started = time.monotonic()  # preparing the cells counts against the notebook's budget too
         isolation = sandbox.isolation(limits.sandbox)  # raises when the sandbox is required but missing
         runs = [CellRun() for _ in cells]
         result = ExecutionResult(runs, secret=secrets.token_hex(32), isolation=isolation.describe())
-        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.source) for c in cells])
+        notebook = nbformat.v4.new_notebook(cells=[_code_cell(c.source, n) for n, c in enumerate(cells)])
         context = zmq.asyncio.Context()
         # Every socket made from this context (the manager's and, through GraderKernelManager.client, the
         # client's): a message over MAXMSGSIZE is refused before it is read, and at most RCVHWM messages wait.
@@ -234,12 +274,12 @@ class NbclientExecutor:
             raise
         client = _BoundedClient(
             notebook, km=first, plan=cells, runs=runs, max_output_bytes=self.probe_output_bytes,
+            workdir=str(workdir.resolve()),
             allow_errors=True, interrupt_on_timeout=True, startup_timeout=int(limits.startup_timeout),
             error_on_timeout={"ename": TIMEOUT_ERROR, "evalue": "", "traceback": []},
             iopub_timeout=4, shell_timeout_interval=1, store_widget_state=False,
         )
         client.new_manager = new_manager
-        started = time.monotonic()
         try:
             await self._start(client)
             await self._run_cells(client, cells, runs, limits, started, result)

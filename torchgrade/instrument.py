@@ -26,7 +26,7 @@ from .executor import PlannedCell
 from .locate import Layout, StudentCell
 
 PROBE_SOURCE = Path(__file__).with_name("probe_kernel.py").read_text(encoding="utf-8")
-PROBE_SETTINGS = {"max_values": 200_000, "max_nodes": 20_000, "max_calls_per_task": 200}
+PROBE_SETTINGS = {"max_values": 200_000, "max_snapshot_values": 200_000, "max_nodes": 20_000, "max_calls_per_task": 200}
 
 KEPT_CELL_MAGICS = {"capture", "time"}  # run the body as it is
 UNWRAPPED_CELL_MAGICS = {"timeit", "prun"}  # run the body once, without the magic

@@ -15,15 +15,24 @@ from pathlib import Path
 import nbformat
 
 from .errors import SubmissionError
+from .sanitize import no_surrogates
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 SUPPORTED_MAJOR = 4
+MAX_DEPTH = 100  # JSON nesting; real notebooks (widget state included) stay far below
 
 
-def load_notebook(path: str | Path) -> nbformat.NotebookNode:
+def load_notebook(path: str | Path, max_cells: int | None = None, max_source_bytes: int | None = None) -> nbformat.NotebookNode:
+    """The notebook as nbformat 4, or a one-line SubmissionError; whatever the bytes, nothing else is raised.
+
+    `max_cells` and `max_source_bytes` (config ``limits``) bound the work a notebook can cause before any
+    budget's clock runs."""
     path = Path(path)
     raw = _read_bytes(path)
     document = _parse_json(path, raw)
+    _check_size(path, document, max_cells, max_source_bytes)  # before any walk over the cells
+    document = _cleaned(path, document)
+    raw = json.dumps(document).encode("ascii")  # re-encoded clean: no lone surrogate reaches nbformat or a kernel
     major = document.get("nbformat")
     if not isinstance(major, int) or "cells" not in document and "worksheets" not in document:
         raise SubmissionError(f"{path.name}: JSON, but not a Jupyter notebook (no 'nbformat' and 'cells')")
@@ -70,9 +79,53 @@ def _parse_json(path: Path, raw: bytes) -> dict:
         at_end = problem.pos >= len(text.rstrip()) - 1 or problem.msg.startswith("Unterminated")
         hint = "the file is truncated" if at_end and text.lstrip().startswith("{") else "not JSON"
         raise SubmissionError(f"{path.name}: {hint} (line {problem.lineno}, column {problem.colno}: {problem.msg})") from None
+    except RecursionError:
+        raise SubmissionError(f"{path.name}: JSON nested too deeply (more than {MAX_DEPTH} levels)") from None
+    except ValueError as problem:  # e.g. a number with more digits than Python converts
+        raise SubmissionError(f"{path.name}: not a readable notebook ({_first_line(problem)})") from None
     if not isinstance(document, dict):
         raise SubmissionError(f"{path.name}: JSON, but not a Jupyter notebook (top level is not an object)")
     return document
+
+
+def _cleaned(path: Path, document: dict) -> dict:
+    """Lone surrogates replaced by U+FFFD everywhere (they cannot be encoded, printed or sent to a kernel);
+    refuses nesting deeper than MAX_DEPTH. Iterative: a hostile depth cannot exhaust the stack."""
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SubmissionError(f"{path.name}: JSON nested too deeply (more than {MAX_DEPTH} levels)")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in list(items):
+            if isinstance(value, str):
+                node[key] = no_surrogates(value)
+            elif isinstance(value, (dict, list)):
+                stack.append((value, depth + 1))
+            if isinstance(node, dict) and isinstance(key, str) and no_surrogates(key) != key:
+                node[no_surrogates(key)] = node.pop(key)
+    return document
+
+
+def _check_size(path: Path, document: dict, max_cells: int | None, max_source_bytes: int | None) -> None:
+    cells = document.get("cells")
+    if not isinstance(cells, list):  # nbformat 3 keeps them in worksheets
+        worksheets = document.get("worksheets")
+        cells = [c for w in worksheets if isinstance(w, dict) for c in (w.get("cells") or [])] \
+            if isinstance(worksheets, list) else []
+    if max_cells is not None and len(cells) > max_cells:
+        raise SubmissionError(f"{path.name}: {len(cells)} cells is more than the {max_cells} allowed "
+                              "(limits.max_cells in config.yaml)")
+    if max_source_bytes is None:
+        return
+    total = 0
+    for cell in cells:
+        source = cell.get("source", cell.get("input", "")) if isinstance(cell, dict) else ""
+        parts = source if isinstance(source, list) else [source]
+        total += sum(len(s.encode("utf-8", "surrogatepass")) for s in parts if isinstance(s, str))
+        if total > max_source_bytes:
+            raise SubmissionError(f"{path.name}: more than {max_source_bytes // 1000} kB of source in its cells "
+                                  "(limits.max_source_bytes in config.yaml)")
 
 
 def _check_cells(path: Path, notebook: dict) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import nbformat
 
 TASK_MARKER = re.compile(r"^\s*#\s*TASK\s+(\d+)\b", re.IGNORECASE)
+MAX_TASK_DIGITS = 9  # "# TASK 99999...": a longer number is no task of any assignment (and int() of it is slow or fails)
+MAX_UNKNOWN_LISTED = 10
 GIVEN_MARKER = re.compile(r"^\s*#\s*GIVEN\b", re.IGNORECASE)
 TASK_TAG = re.compile(r"^task-(\d+)$")
 
@@ -32,7 +34,7 @@ class Layout:
     setup: list[StudentCell] = field(default_factory=list)  # code before the first marker
     tasks: dict[int, list[StudentCell]] = field(default_factory=dict)
     given_positions: list[int] = field(default_factory=list)
-    unknown_tasks: list[int] = field(default_factory=list)
+    unknown_tasks: list[int | str] = field(default_factory=list)  # at most MAX_UNKNOWN_LISTED, each once
 
     def cells_of(self, task: int) -> list[StudentCell]:
         return self.tasks.get(task, [])
@@ -48,16 +50,24 @@ def _first_line(source: str) -> str:
     return ""
 
 
-def marker_of(cell: nbformat.NotebookNode) -> tuple[str, int | None] | None:
+def _task_number(digits: str) -> int | str:
+    """The task number; a number too long for any assignment stays text (shown shortened)."""
+    return int(digits) if len(digits) <= MAX_TASK_DIGITS else digits[:MAX_TASK_DIGITS] + "…"
+
+
+def marker_of(cell: nbformat.NotebookNode) -> tuple[str, int | str | None] | None:
     """('task', n), ('given', None) or None for an ordinary cell."""
-    first = _first_line(cell.get("source", ""))
+    source = cell.get("source", "")
+    first = _first_line(source if isinstance(source, str) else "")
     if match := TASK_MARKER.match(first):
-        return "task", int(match.group(1))
+        return "task", _task_number(match.group(1))
     if GIVEN_MARKER.match(first):
         return "given", None
-    for tag in cell.get("metadata", {}).get("tags", []) or []:
+    metadata = cell.get("metadata")
+    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    for tag in tags if isinstance(tags, list) else []:
         if isinstance(tag, str) and (match := TASK_TAG.match(tag)):
-            return "task", int(match.group(1))
+            return "task", _task_number(match.group(1))
         if tag == "given":
             return "given", None
     return None
@@ -79,7 +89,8 @@ def locate_tasks(notebook: nbformat.NotebookNode, task_numbers: list[int]) -> La
                 current = None
                 continue
             if number not in task_numbers:
-                layout.unknown_tasks.append(number)
+                if number not in layout.unknown_tasks and len(layout.unknown_tasks) < MAX_UNKNOWN_LISTED:
+                    layout.unknown_tasks.append(number)
                 current = None
                 continue
             current = number

@@ -23,6 +23,7 @@ from .checks import Outcome, run_checks, task_not_run
 from .config import AssignmentConfig
 from .evidence import RunEvidence, RunPlan
 from .executor import Executor
+from .flags import flag_observations, flag_sources
 from .instrument import instrument
 from .loader import load_notebook
 from .locate import Layout, locate_tasks
@@ -53,7 +54,8 @@ class Grader:
     def grade_notebook(self, path: str | Path) -> GradeReport:
         started = time.monotonic()
         path = Path(path)
-        notebook = load_notebook(path)                                          # 1. load and validate
+        limits = self.config.limits
+        notebook = load_notebook(path, limits.max_cells, limits.max_source_bytes)  # 1. load and validate
         layout = locate_tasks(notebook, self.assignment.task_numbers)           # 2. locate tasks
         runs = self.plan_runs(path.read_bytes())
         with tempfile.TemporaryDirectory(prefix="torchgrade-") as scratch:
@@ -74,6 +76,7 @@ class Grader:
             assignment=self.name, title=self.config.title, submission=submission or str(path), tasks=tasks,
             execution_time=round(execution_time, 3), notes=self.notes(layout, evidence),
             runs=tuple(run.describe() for run in runs), grader_version=__version__,
+            flags=self.flags(layout, evidence),
         )
 
     def plan_runs(self, content: bytes) -> list[RunPlan]:
@@ -98,6 +101,16 @@ class Grader:
     def check_run(self, evidence: RunEvidence) -> dict[str, Outcome]:
         reference = self.assignment.expected_references(evidence.inputs)
         return run_checks(self.assignment, evidence, reference, self.config.tolerance)
+
+    @staticmethod
+    def flags(layout: Layout, evidence: list[RunEvidence]) -> tuple:
+        """Possible tampering (static analysis of the student's cells, and what the runs showed); never scored."""
+        cells = layout.setup + [cell for number in sorted(layout.tasks) for cell in layout.tasks[number]]
+        found = flag_sources((cell.position, cell.source) for cell in cells)
+        sends_signals = any(flag.kind == "signal" for flag in found)
+        unavailable = [(task, why) for item in evidence for task, why in sorted(item.unavailable.items())]
+        events = [event for item in evidence for event in item.events]
+        return tuple(found + flag_observations(unavailable, events, sends_signals))
 
     def notes(self, layout: Layout, evidence: list[RunEvidence]) -> tuple[str, ...]:
         notes: list[str] = []

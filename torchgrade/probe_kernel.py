@@ -221,6 +221,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
 
     chunk = 2**20  # characters per output message
     max_values = settings["max_values"]
+    snapshot_budget = {"left": 0, "total": settings.get("max_snapshot_values", max_values)}  # numbers per snapshot
     max_nodes = settings["max_nodes"]
     max_calls = settings["max_calls_per_task"]
     max_held = settings.get("max_held_nodes", 200_000)
@@ -564,7 +565,8 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
             "origin": origin_of(t),
             "values": None,
         }
-        if facts["numel"] <= max_values:
+        if facts["numel"] <= max_values and facts["numel"] <= snapshot_budget["left"]:
+            snapshot_budget["left"] -= facts["numel"]
             try:
                 values = flat_values(t)
                 if any(exact_type(v) not in (float, int, bool) for v in values):
@@ -680,6 +682,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
             state["task"] = number
 
         def snapshot(self, task, paths, nonce):
+            snapshot_budget["left"] = snapshot_budget["total"]  # the grader refuses bigger snapshots anyway
             with Unhooked():
                 payload = {
                     "task": task,

@@ -32,6 +32,14 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """Something in a submission an instructor should look at (torchgrade.flags); never changes a score."""
+
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class TaskResult:
     number: int
     title: str
@@ -56,6 +64,7 @@ class GradeReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     runs: tuple[str, ...] = field(default_factory=tuple)
     grader_version: str = ""
+    flags: tuple[Flag, ...] = field(default_factory=tuple)  # possible tampering, for the instructor
 
     @property
     def score(self) -> float:

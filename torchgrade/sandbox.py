@@ -111,8 +111,9 @@ def isolation(mode: str) -> Isolation:
             _isolation_cache[mode] = _decide(mode)
     decided = _isolation_cache[mode]
     if mode == "require" and not decided.sandbox:
-        raise GradingError("the sandbox is required (limits.sandbox or --sandbox: require) but cannot be used here: "
-                           + "; ".join(decided.problems))
+        raise GradingError("the sandbox is required (a batch, limits.sandbox or --sandbox: require) but cannot be "
+                           "used here: " + "; ".join(decided.problems)
+                           + ". To grade without it anyway, pass --sandbox off (see docs/threat_model.md)")
     if decided.problems:
         warn_once("student code is NOT fully isolated: " + "; ".join(decided.problems)
                   + ". See docs/threat_model.md.")
@@ -140,8 +141,13 @@ def _decide(mode: str) -> Isolation:
             problems.append(f"the kernel runs as root, because {unreadable} cannot be read by other users"
                             if unreadable else "the kernel runs as root, because this user namespace maps too "
                             "few user ids for kernels of their own" if no_uids else "the kernel runs as root")
+            problems.append(f"it can WRITE the grader's own files ({GRADER_DIR}) and change every later grade")
+        elif not sandbox and writable_by_others():
+            problems.append(f"{writable_by_others()} is writable by every user, so the kernel could change the "
+                            "grader and every later grade")
     elif not sandbox and os.name == "posix":
-        problems.append("the kernel runs as your own user and could signal or read the grader's files")
+        problems.append(f"the kernel runs as your own user: it can WRITE the grader's own files ({GRADER_DIR}) and "
+                        "change every later grade, read your files and signal the grader")
     return Isolation(sandbox, bwrap if sandbox else None, drop, tuple(problems))
 
 
@@ -153,25 +159,32 @@ def probe_sandbox() -> tuple[str | None, str | None]:
     bwrap = shutil.which("bwrap") or shutil.which("bwrap", path=SAFE_PATH)
     if not bwrap:
         return None, "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    if python_unbindable():
+        return None, python_unbindable()
     root = os.geteuid() == 0
     scratch = Path(tempfile.mkdtemp(prefix="torchgrade-probe-"))
     probe_uid = (kernel_uid_base() or 0) + UID_SLOTS  # the range's last uid is the probe's
     drop = f"os.setgroups([]); os.setgid({probe_uid}); os.setuid({probe_uid})\n" if root and kernel_uid_base() else ""
-    code = "import os, time\n" + drop + "open('/tmp/ready', 'w').close()\ntime.sleep(20)\n"
+    # The kernel's Python must start and find its packages (site-packages) in there, as the kernel's user.
+    code = ("import os, time, importlib.util\n" + drop + "assert importlib.util.find_spec('ipykernel')\n"
+            "open('/tmp/ready', 'w').close()\ntime.sleep(20)\n")
     read_end, write_end = os.pipe()
-    command = sandbox_command(bwrap, info_fd=write_end, workdir_files=[], connection_file=None, tmp_size_mb=1,
-                              environment={}, root=root,
-                              inner=[sys.executable, "-I", "-S", "-c", code])
+    handover = HandOver()
+    command = sandbox_command(bwrap, info_fd=write_end, workdir_files=[], connection=None, tmp_size_mb=1,
+                              environment={}, root=root, handover=handover,
+                              inner=[sys.executable, "-I", "-c", code])
     try:
         process = subprocess.Popen(command, env={"PATH": SAFE_PATH}, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_end,),
-                                   cwd=scratch, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   pass_fds=(write_end, *handover.fds), cwd=scratch, start_new_session=True)
     except OSError as problem:
         os.close(read_end)
         os.close(write_end)
+        handover.close()
         shutil.rmtree(scratch, ignore_errors=True)
         return None, f"bwrap could not be run ({problem.strerror})"
     os.close(write_end)
+    handover.close()
     try:
         init = _read_child_pid(read_end, deadline=time.monotonic() + 10)
         ready = init is not None and _wait_for(lambda: os.path.exists(f"/proc/{init}/root/tmp/ready"), 10)
@@ -179,7 +192,7 @@ def probe_sandbox() -> tuple[str | None, str | None]:
             return bwrap, None
         process.kill()
         error = (process.communicate(timeout=5)[1] or b"").decode(errors="replace").strip().splitlines()
-        reason = error[-1] if error else "the test sandbox did not start"
+        reason = error[-1] if error else "the test sandbox did not start (or its Python could not find ipykernel)"
         if "namespace" in reason or "uid map" in reason or "Permission denied" in reason:
             reason += " - user namespaces seem to be forbidden on this machine"
         return None, f"bwrap failed: {reason}"
@@ -235,6 +248,51 @@ def python_paths() -> list[str]:
     return [p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths)]
 
 
+GRADER_DIR = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=1)
+def writable_by_others() -> str | None:
+    """The first folder or file of the grader (package, Python installation) that any user may write, if any.
+
+    Without the sandbox a kernel that runs as a user of its own can write exactly these."""
+    import stat
+
+    def open_to_all(path: str) -> bool:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return False
+        return bool(mode & stat.S_IWOTH) and not (stat.S_ISDIR(mode) and mode & stat.S_ISVTX)
+
+    tops = [str(GRADER_DIR), str(GRADER_DIR.parent)] + python_paths()
+    for top in tops:
+        parts = Path(top).parts
+        for depth in range(2, len(parts) + 1):  # the folders above it: a writable one lets it be replaced
+            if open_to_all(str(Path(*parts[:depth]))):
+                return str(Path(*parts[:depth]))
+    for root, dirs, files in os.walk(GRADER_DIR):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in [root] + [os.path.join(root, f) for f in files]:
+            if open_to_all(name):
+                return name
+    for top in python_paths():
+        for key in ("purelib", "platlib", "stdlib"):
+            path = sysconfig.get_paths().get(key)
+            if path and path.startswith(top) and open_to_all(path):
+                return path
+    return None
+
+
+def python_unbindable() -> str | None:
+    """Why the kernel's Python cannot be bound into the sandbox, if it cannot (it lives where the sandbox puts its own)."""
+    for path in python_paths():
+        for reserved in (BOX_RUN, BOX_WORKDIR, "/proc", "/dev"):
+            if path == reserved or path.startswith(reserved + "/") or reserved.startswith(path.rstrip("/") + "/"):
+                return f"Python is installed at {path}, which the sandbox uses for its own {reserved}"
+    return None
+
+
 def python_unreadable_by_others() -> str | None:
     """The first path of the Python installation that a user with no groups cannot read, if any."""
     import stat
@@ -271,6 +329,7 @@ def _system_binds() -> list[str]:
 
 
 def _python_binds() -> list[str]:
+    """The Python installation, read-only. Bound after the private /tmp, so a Python under /tmp is not hidden by it."""
     args: list[str] = []
     made = {"/", "/usr", "/etc", "/tmp", "/run", "/proc", "/dev"}
     for path in python_paths():
@@ -286,30 +345,68 @@ def _python_binds() -> list[str]:
     return args
 
 
-def sandbox_command(bwrap: str, *, inner: list[str], workdir_files: list[Path], connection_file: str | None,
-                    tmp_size_mb: int, environment: dict[str, str], root: bool, info_fd: int) -> list[str]:
-    """The bwrap command line that runs ``inner`` in the sandbox."""
-    args = [bwrap, "--die-with-parent", "--new-session",
+class HandOver:
+    """What bwrap receives through file descriptors rather than host paths: its arguments (``--args``), the
+    launcher and connection file (``--ro-bind-data``) and the submission (``--file``). So neither the sandbox's
+    ``/proc/1/cmdline`` nor its mount table names the grader's folders. Pass ``fds`` to the child; close after."""
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+
+    def data(self, content: bytes) -> int:
+        with tempfile.TemporaryFile() as handle:  # unlinked at once; the descriptor keeps it
+            handle.write(content)
+            handle.flush()
+            fd = os.dup(handle.fileno())
+        os.lseek(fd, 0, os.SEEK_SET)
+        self.fds.append(fd)
+        return fd
+
+    def file(self, path: Path) -> int:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        self.fds.append(fd)
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
+
+
+def sandbox_command(bwrap: str, *, inner: list[str], workdir_files: list[Path], connection: bytes | None,
+                    tmp_size_mb: int, environment: dict[str, str], root: bool, info_fd: int,
+                    handover: HandOver) -> list[str]:
+    """The bwrap command that runs ``inner`` in the sandbox: ``bwrap --args FD``, everything else in ``handover``."""
+    args = ["--die-with-parent", "--new-session",
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "torchgrade"]
     if not root:
         args.append("--unshare-user")
-    args += _system_binds() + _python_binds()
+    args += _system_binds()
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(tmp_size_mb * 2**20), "--tmpfs", "/tmp",
              "--perms", "0777", "--dir", BOX_WORKDIR]
+    args += _python_binds()  # after the private /tmp: a Python installed under /tmp stays visible
     for path in workdir_files:
-        args += ["--ro-bind", str(path), f"{BOX_WORKDIR}/{path.name}"]
-    args += ["--perms", "0755", "--dir", BOX_RUN, "--ro-bind", str(LAUNCHER), BOX_LAUNCHER]
-    if connection_file:
-        args += ["--ro-bind", connection_file, BOX_CONNECTION]
+        args += ["--perms", "0444", "--file", str(handover.file(path)), f"{BOX_WORKDIR}/{path.name}"]
+    args += ["--perms", "0755", "--dir", BOX_RUN,
+             "--perms", "0444", "--ro-bind-data", str(handover.data(LAUNCHER.read_bytes())), BOX_LAUNCHER]
+    if connection is not None:
+        args += ["--perms", "0444", "--ro-bind-data", str(handover.data(connection)), BOX_CONNECTION]
     args += ["--chdir", BOX_WORKDIR, "--remount-ro", "/", "--clearenv"]
     for key, value in environment.items():
         args += ["--setenv", key, value]
     if root:  # the launcher needs these two to drop to the kernel's own uid; nothing else survives
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    args += ["--info-fd", str(info_fd), "--"] + inner
-    return args
+    args += ["--info-fd", str(info_fd)]
+    if any("\0" in arg for arg in args):
+        raise GradingError("a sandbox argument holds a NUL character")
+    # bwrap takes the command itself only on its command line: the Python and the sandbox's own neutral paths.
+    fd = handover.data(b"\0".join(a.encode("utf-8", "surrogateescape") for a in args) + b"\0")
+    return [bwrap, "--args", str(fd), "--"] + inner
 
 
 # ----------------------------------------------------------------------------- processes
@@ -546,6 +643,7 @@ class KernelBox:
     init_pid: int | None = field(init=False, default=None)  # the sandbox's PID 1, seen from outside
     process: subprocess.Popen | None = field(init=False, default=None)
     token: str = field(init=False, default_factory=lambda: secrets.token_hex(12))
+    handover: HandOver = field(init=False, default_factory=HandOver)
 
     def __post_init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="torchgrade-kernel-"))
@@ -618,23 +716,27 @@ class KernelBox:
         settings = json.dumps(self.launcher_settings())
         if self.sandboxed:
             environment = {**self.environment, "TORCHGRADE_LIMITS": settings}
-            files = sorted(p for p in self.workdir.iterdir() if p.is_file())
+            files = sorted(p for p in self.workdir.iterdir() if p.is_file() and not p.is_symlink())
+            self.handover.close()  # a restart of the same box: fresh descriptors
             command = sandbox_command(self.isolation.bwrap, inner=[sys.executable, "-I", BOX_LAUNCHER, "-f", BOX_CONNECTION],
-                                      workdir_files=files, connection_file=self.connection_file,
+                                      workdir_files=files, connection=Path(self.connection_file).read_bytes(),
                                       tmp_size_mb=self.limits.tmp_size_mb, environment=environment,
-                                      root=os.geteuid() == 0, info_fd=self._info_write)
+                                      root=os.geteuid() == 0, info_fd=self._info_write, handover=self.handover)
         else:
             command = [sys.executable, "-I", str(LAUNCHER), "-f", self.connection_file]
         if self.cgroup:  # join the cgroup before anything else runs
             command = ["/bin/sh", "-c", 'echo $$ > "$0" 2>/dev/null; exec "$@"', self.cgroup.procs_file] + command
         return command
 
+    def pass_fds(self) -> tuple[int, ...]:
+        """Descriptors the launch must hand to bwrap (known once ``command()`` has run)."""
+        return (self._info_write, *self.handover.fds) if self.sandboxed and self._info_write is not None else ()
+
     def popen_arguments(self) -> dict:
         arguments = {"env": self.popen_environment(), "stdin": subprocess.PIPE,
                      "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         if self.sandboxed:
-            arguments["pass_fds"] = (self._info_write,)
-            arguments["cwd"] = str(self.dir)
+            arguments["cwd"] = str(self.dir)  # pass_fds: see pass_fds(), added at launch
         else:
             arguments["cwd"] = str(self.workdir)
         return arguments
@@ -652,6 +754,7 @@ class KernelBox:
             return None
         os.close(self._info_write)
         self._info_write = None
+        self.handover.close()
         self.init_pid = _read_child_pid(self._info_read, deadline=time.monotonic() + self.limits.startup_timeout)
         if self.init_pid is None:
             raise GradingError("the sandbox did not start (bwrap reported no process)")
@@ -714,6 +817,7 @@ class KernelBox:
                 except OSError:
                     pass
         self._info_read = self._info_write = None
+        self.handover.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

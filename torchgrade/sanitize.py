@@ -9,12 +9,15 @@ text through one of these functions at the point where it is written (the "sink"
   sees are shown as escapes (``\\x1b``, ``\\u202e``); a carriage return becomes a line
   break (a bare CR would let a line overwrite "Score: 0 / 20"); lone UTF-16 surrogates
   (which cannot even be encoded) become U+FFFD.
+- ``without_controls``: the same, with control characters removed rather than shown (the
+  Classroom payload, which the reporter prints raw in the job log).
 - ``one_line``: ``visible``, then every run of whitespace (line breaks, tabs) is one space.
   For progress lines, summaries, names.
-- ``markdown``: inline Markdown text that renders exactly as written: every ASCII
-  punctuation character is backslash-escaped (CommonMark allows it for all of them), so
-  no emphasis, link, image, HTML tag, table pipe, heading or autolink
-  (``https\\://``, ``www\\.``, ``a\\@b``) is formed. ``markdown_cell`` is the same for a
+- ``markdown``: inline Markdown text that renders exactly as written: the characters that
+  make emphasis, code, links, images, tables, math and strike-through are backslash-escaped,
+  ``<``, ``>`` and ``&`` become entities (no HTML tag, no entity), a line cannot start a list,
+  heading or quote, and autolinks are broken (``https\\://``, ``www\\.``, ``a\\@b``), so
+  what is read is what was written. ``markdown_cell`` is the same for a
   table cell, with line breaks as ``<br>``. ``markdown_code`` is an inline code span and
   ``markdown_block`` a fenced block, each with a fence longer than any backtick run
   inside.
@@ -34,7 +37,10 @@ import re
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAKS = re.compile("\r\n|[\r\u2028\u2029\x85]")
-_MARKDOWN_SPECIAL = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|!#~$@])|(:(?=//))|((?<=www)\.)")  # markup, math, autolinks
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_HTML_SPECIAL = re.compile("[&<>]")
+_LINE_START = re.compile(r"^(\s*)([-+=>]|\d+(?=[.)]))")  # a list, quote, setext line or ordered list
 _FORMULA = re.compile("^[\\s\u3000]*[=+\\-@\t\r\uff1d\uff0b\uff0d\uff20]")
 _BACKTICKS = re.compile("`+")
 
@@ -51,20 +57,40 @@ def visible(text: object, limit: int | None = None) -> str:
     return _cut(text, limit)
 
 
+def no_surrogates(text: str) -> str:
+    """Lone UTF-16 surrogates (from JSON escapes or undecodable file names) as U+FFFD: the text can be encoded."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def without_controls(text: object, limit: int | None = None) -> str:
+    """Like ``visible``, but control characters are removed instead of shown (for tools that print text raw)."""
+    text = _SURROGATE.sub("\ufffd", str(text))
+    return _cut(_CONTROL.sub("", _LINE_BREAKS.sub("\n", text)), limit)
+
+
 def one_line(text: object, limit: int | None = None) -> str:
     """``visible`` on one line: every run of whitespace (newlines, tabs) is one space."""
     return _cut(" ".join(visible(text).split()), limit)
 
 
+def _markdown_line(line: str) -> str:
+    line = _HTML_SPECIAL.sub(lambda m: _ENTITIES[m.group()], _MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(), line))
+    start = _LINE_START.match(line)  # "- x", "+ x", "= x", "1. x": escape what would start a block
+    if start:
+        mark = start.group(2)
+        line = start.group(1) + (mark + "\\" if mark.isdigit() else "\\" + mark) + line[start.end():]
+    return line
+
+
 def markdown(text: object, limit: int | None = None) -> str:
     """Inline Markdown that renders as the literal text: nothing in it becomes markup, a link or an image."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", one_line(text, limit))
+    return _markdown_line(one_line(text, limit))
 
 
 def markdown_cell(text: object, limit: int | None = None) -> str:
     """Text for one cell of a Markdown table: escaped like ``markdown``, line breaks as ``<br>``."""
-    lines = [line.strip() for line in visible(text, limit).split("\n")]
-    return "<br>".join(_MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(line.split())) for line in lines if line)
+    lines = [" ".join(line.split()) for line in visible(text, limit).split("\n")]
+    return "<br>".join(_markdown_line(line) for line in lines if line)
 
 
 def markdown_code(text: object, limit: int | None = None, *, in_table: bool = False) -> str:
@@ -103,4 +129,4 @@ def _cut(text: str, limit: int | None) -> str:
 
 
 __all__ = ["csv_cell", "html_text", "markdown", "markdown_block", "markdown_cell", "markdown_code", "one_line",
-           "visible"]
+           "no_surrogates", "visible", "without_controls"]

@@ -22,6 +22,12 @@ from .executor import ExecutionResult
 from .instrument import Plan
 from .locate import Layout
 
+# What one snapshot, and all snapshots of one run, may weigh: the grader's memory and the gradebook stay bounded
+# whatever a notebook binds to its names (the probe sends at most max_snapshot_values numbers per snapshot).
+MAX_SNAPSHOT_CHARS = 8 * 2**20
+MAX_SNAPSHOT_ELEMENTS = 300_000
+MAX_RUN_ELEMENTS = 1_000_000
+
 
 def read_evidence(plan: Plan, execution: ExecutionResult, assignment: Assignment, layout: Layout,
                   run: RunPlan) -> RunEvidence:
@@ -33,12 +39,15 @@ def read_evidence(plan: Plan, execution: ExecutionResult, assignment: Assignment
             evidence.errors.append(_cell_error(cell, outcome.error_name, outcome.error_value))
         elif cell.role == "student" and outcome.status == "timeout":
             evidence.errors.append(_cell_error(cell, "Timeout", outcome.error_value))
+    left = MAX_RUN_ELEMENTS
     for task in assignment.tasks:
         index, nonce = plan.nonces[task.number]
         outcome = execution.cells[index]
         try:
-            evidence.snapshots[task.number] = _parse(outcome.stdout, nonce, task.number, list(task.snapshot),
-                                                     execution.secret)
+            evidence.snapshots[task.number], weight = _parse_weighed(
+                outcome.stdout, nonce, task.number, list(task.snapshot), execution.secret,
+                limit=min(MAX_SNAPSHOT_ELEMENTS, left))
+            left -= weight
         except SnapshotError as problem:
             evidence.unavailable[task.number] = _why_unavailable(plan, execution, task.number, outcome, problem)
     return evidence
@@ -49,10 +58,18 @@ def _cell_error(cell, name, value) -> CellError:
 
 
 def _parse(stdout: str, nonce: str, task: int, paths: list[str], secret: str | None = None):
+    return _parse_weighed(stdout, nonce, task, paths, secret)[0]
+
+
+def _parse_weighed(stdout: str, nonce: str, task: int, paths: list[str], secret: str | None = None,
+                   limit: int = MAX_SNAPSHOT_ELEMENTS):
+    """(snapshot, its number of JSON elements); SnapshotError when it is not this task's genuine snapshot."""
     lines = [line for line in stdout.splitlines() if line.startswith(nonce)]
     if len(lines) != 1:
         raise SnapshotError("no snapshot arrived" if not lines else "the snapshot was sent more than once (tampering)")
     rest = lines[0][len(nonce):]
+    if len(rest) > MAX_SNAPSHOT_CHARS:
+        raise SnapshotError(f"the snapshot was larger than {MAX_SNAPSHOT_CHARS // 2**20} MiB")
     signature, _, text = ("-", "", rest) if rest.startswith("{") else rest.partition(" ")  # unsigned: "{..." or "- {..."
     if secret:
         expected = hmac.new(bytes.fromhex(secret), (nonce + text).encode("utf-8", "replace"), hashlib.sha256).hexdigest()
@@ -62,10 +79,26 @@ def _parse(stdout: str, nonce: str, task: int, paths: list[str], secret: str | N
         document = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
         raise SnapshotError("the snapshot was not valid JSON") from None
+    weight = _elements(document)
+    if weight > limit:
+        raise SnapshotError(f"the snapshot held {weight} values, more than the {limit} allowed")
     snapshot = parse_snapshot(document, task, paths)
     if snapshot.integrity:
         raise SnapshotError("the grader's probes were tampered with: " + "; ".join(snapshot.integrity))
-    return snapshot
+    return snapshot, weight
+
+
+def _elements(document) -> int:
+    """Every JSON value in the document (iteratively: depth is no risk)."""
+    count, stack = 0, [document]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
 
 
 def _why_unavailable(plan: Plan, execution: ExecutionResult, task: int, outcome, problem: SnapshotError) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -44,10 +45,15 @@ LISTEN_PORT = 47613  # the tests listen on 127.0.0.1:47613; the sandbox must not
 NOTEBOOKS: dict[str, dict] = {}
 
 
-def hostile(file, mode, description, points=None, notes=(), unsigned_points=None):
+def hostile(file, mode, description, points=None, notes=(), unsigned_points=None, unsandboxed=False, flags=(),
+            refused=None):
+    """Register a notebook. `unsandboxed`: safe to grade with the sandbox off where the sandbox cannot start (same
+    points); `flags`: kinds of tampering flag its report must carry; `refused`: it must be refused (exit 3) with
+    this text instead of graded."""
     def register(build):
-        NOTEBOOKS[file] = dict(mode=mode, description=description, points=dict(points or FULL), notes=list(notes),
-                               unsigned_points=unsigned_points, build=build)
+        NOTEBOOKS[file] = dict(mode=mode, description=description, points=None if refused else dict(points or FULL),
+                               notes=list(notes), unsigned_points=unsigned_points, unsandboxed=unsandboxed or None,
+                               flags=sorted(flags) or None, refused=refused, build=build)
         return build
     return register
 
@@ -85,7 +91,7 @@ def replace(nb, n: int, code: str) -> None:
          "Task 1 loops forever, task 3 sleeps forever, task 5 loops and swallows every KeyboardInterrupt "
          "(the kernel must be replaced).",
          points={1: 0, 2: 4, 3: 0, 4: 5, 5: 0},
-         notes=["ran longer than", "did not stop when interrupted, so its kernel was replaced"])
+         notes=["ran longer than", "did not stop when interrupted, so its kernel was replaced"], unsandboxed=True)
 def timeouts(nb):
     prepend(nb, 1, "while True:\n    pass")
     prepend(nb, 3, "import time\ntime.sleep(10**6)")
@@ -104,7 +110,7 @@ while True:          # an interrupt cannot stop this cell
          "Task 2 ends with os._exit(3), task 3 with a segfault through ctypes; task 5 first tries to kill "
          "the grader (its parent) and PID 1, then does the work.",
          points={1: 3, 2: 0, 3: 0, 4: 0, 5: 4},
-         notes=["exited with status 3", "segmentation fault", "a fresh kernel was started"])
+         notes=["exited with status 3", "segmentation fault", "a fresh kernel was started"], flags=["ctypes", "signal"])
 def crashes(nb):
     append(nb, 2, "import os\nos._exit(3)")
     append(nb, 3, "import ctypes\nctypes.string_at(0)")
@@ -123,7 +129,7 @@ for target in (os.getppid(), 1):
 @hostile("memory.ipynb", "sandbox",
          "After correct work: task 1 allocates 8 GiB in 128 MiB pieces, task 3 asks numpy for 800 GB, "
          "task 5 asks torch for 400 GB. The address-space limit stops each one; nothing else is lost.",
-         notes=["ran out of memory"])
+         notes=["ran out of memory"], unsandboxed=True)
 def memory(nb):
     append(nb, 1, "hog = [bytearray(2**27) for _ in range(64)]")
     append(nb, 3, "import numpy\nnumpy.ones(10**11)")
@@ -169,7 +175,7 @@ while True:  # fork until the process limit says no; every child keeps multiplyi
 @hostile("output.ipynb", "sandbox",
          "After correct work: 100 MB in one print, 100 MB in 1 MB prints, a 32 MB HTML display, 100 MB on "
          "stderr, and a 1 GB string. The grader keeps none of it and its memory stays bounded.",
-         notes=["larger than 16 MiB; it was dropped", "ran out of memory"])
+         notes=["larger than 16 MiB; it was dropped", "ran out of memory"], unsandboxed=True)
 def output(nb):
     append(nb, 1, "print('x' * 10**8)")
     append(nb, 2, "for _ in range(100):\n    print('y' * 10**6)")
@@ -284,7 +290,7 @@ def solutions_found(search_everywhere):
 @hostile("snoop.ipynb", "sandbox",
          "Each task does its work only if its attack finds nothing: task 1 looks for the grader's secrets "
          "(environment, every /proc/*/environ), task 2 for a network (the grader's loopback, the internet), "
-         "task 3 for the solutions and grader files anywhere on the machine.")
+         "task 3 for the solutions and grader files anywhere on the machine.", flags=["sensitive-file"])
 def snoop(nb):
     replace(nb, 1, SECRETS_SEEN + "\nf = x**3 + y**2 if not secrets_seen() else x * 0")
     prepend(nb, 2, NETWORK_REACHED + "\nassert not network_reached(), 'the network was reachable'")
@@ -314,7 +320,7 @@ f = x**3 + y**2 if not leaked else x * 0
          "Graded with cpu_seconds 4 / cpu_seconds_hard 6: task 1 spins until SIGXCPU; task 3 ignores "
          "SIGXCPU and spins until the hard limit kills it.",
          points={1: 0, 2: 0, 3: 0, 4: 0, 5: 4},
-         notes=["used more than 4 s of CPU time", "it was killed"])
+         notes=["used more than 4 s of CPU time", "it was killed"], unsandboxed=True)
 def cpu(nb):
     prepend(nb, 1, "while True:\n    pass")
     prepend(nb, 3, "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass")
@@ -389,7 +395,8 @@ NO_WORK = "pass  # no work: the forgery will answer"
 @hostile("forged_probe.ipynb", "sandbox",
          "No work at all; task 1 replaces __torchgrade__ with an object whose snapshot() prints a perfect "
          "forged snapshot with the grader's nonce (it receives it as an argument).",
-         points={n: 0 for n in FULL}, notes=["forged snapshot"], unsigned_points=FULL)
+         points={n: 0 for n in FULL}, notes=["forged snapshot"], unsigned_points=FULL, unsandboxed=True,
+         flags=["probe-access", "snapshot-rejected"])
 def forged_probe(nb):
     replace(nb, 1, FORGER + '''
 real_probe = __torchgrade__
@@ -416,7 +423,8 @@ __torchgrade__ = FakeProbe()
          "prints a perfect forged snapshot, a patched Session.send drops the probe's real line on its way "
          "out; plus forged lines printed and displayed in ordinary cells, sys.excepthook and "
          "set_custom_exc handlers that print forged lines.",
-         points={n: 0 for n in FULL}, notes=["forged snapshot"], unsigned_points=FULL)
+         points={n: 0 for n in FULL}, notes=["forged snapshot"], unsigned_points=FULL, unsandboxed=True,
+         flags=["ipython-internals", "patch", "probe-access", "snapshot-rejected"])
 def hooks(nb):
     replace(nb, 1, FORGER + r'''
 import ast, re, sys
@@ -466,7 +474,7 @@ display({"text/plain": forged_line(1, ["x", "y", "f"], "TORCHGRADE-" + "1" * 32 
          "a formula, no create_graph, with bool rebound, inspect.Signature.bind and json patched to report "
          "create_graph=True. Task 4: correct values as a torch.Tensor subclass. Task 5: all the work moved "
          "into the (edited) GIVEN cell, which the grader replaces.",
-         points={1: 1, 2: 0, 3: 3, 4: 0, 5: 0})
+         points={1: 1, 2: 0, 3: 3, 4: 0, 5: 0}, unsandboxed=True, flags=["patch"])
 def monkeypatch(nb):
     replace(nb, 1, """
 import numpy, torch
@@ -531,20 +539,98 @@ b.backward()"""
     return nb
 
 
+# ---------------------------------------------------------------- round two: tampering seen, parsers, caps
+
+@hostile("tamper.ipynb", "sandbox",
+         "Correct work, plus tampering that changes nothing: a gc walk over every function's closure, a "
+         "harmless patch of a torch method, ctypes, and reads of /proc/self/maps and /proc/1/cmdline. Full "
+         "marks (a flag never changes a score), and each attempt is flagged for the instructor.",
+         unsandboxed=True, flags=["ctypes", "introspection", "patch", "sensitive-file"])
+def tamper(nb):
+    append(nb, 1, """
+import gc
+cells = [o.__closure__ for o in gc.get_objects() if type(o).__name__ == "function" and o.__closure__]
+torch.Tensor.__repr__ = torch.Tensor.__repr__
+import ctypes
+ctypes.sizeof(ctypes.c_int)
+for where in ("/proc/self/maps", "/proc/1/cmdline"):
+    try:
+        open(where).read(100)
+    except OSError:
+        pass
+""")
+    return nb
+
+
+SURROGATE = "\\ud800"  # a lone UTF-16 surrogate as a JSON escape: valid JSON, not valid UTF-8 once decoded
+
+
+@hostile("surrogates.ipynb", "sandbox",
+         "Correct work with lone UTF-16 surrogates (JSON escapes) in a markdown cell, a comment and a string of "
+         "task 1, and in cell metadata. They are replaced, not fatal: full marks, and every report format prints.",
+         unsandboxed=True)
+def surrogates(nb):
+    append(nb, 1, "label = 'SURROGATE'  # SURROGATE")
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("SURROGATE in markdown", metadata={"note": "SURROGATE"}))
+    return nbformat.writes(_with_ids(nb)).replace("SURROGATE", SURROGATE)
+
+
+@hostile("huge_task_number.ipynb", "sandbox",
+         "The solution plus a cell marked `# TASK` and 5000 digits (int() of it would fail): an unknown task, "
+         "not a crash.", notes=["belong to no task of this assignment"], unsandboxed=True)
+def huge_task_number(nb):
+    nb.cells.append(nbformat.v4.new_code_cell("# TASK " + "9" * 5000 + "\nraise SystemExit('never run')"))
+    return nb
+
+
+@hostile("huge_values.ipynb", "sandbox",
+         "After correct work, task 5 binds its graded names to 15 tensors of 200,000 values each: the probe "
+         "sends at most max_snapshot_values numbers per snapshot and the grader refuses anything bigger, so "
+         "the evidence stays small. The task loses what it no longer shows.",
+         points={1: 3, 2: 4, 3: 4, 4: 5, 5: 0}, unsandboxed=True)
+def huge_values(nb):
+    append(nb, 5, "x = y = z = a = b = [torch.rand(200_000, dtype=torch.float64) for _ in range(15)]")
+    return nb
+
+
+@hostile("deep_metadata.ipynb", "sandbox",
+         "Cell metadata nested 100,000 levels deep: refused in one line (exit 3), never a RecursionError.",
+         refused="nested too deeply")
+def deep_metadata(nb):
+    text = nbformat.writes(nb)
+    return text.replace('"metadata": {', '"metadata": {"deep": ' + "[" * 100_000 + "]" * 100_000 + ", ", 1)
+
+
+@hostile("many_cells.ipynb", "sandbox",
+         "2,001 one-line cells (limits.max_cells is 2000 by default): refused before any work (exit 3).",
+         refused="cells is more than the 2000 allowed")
+def many_cells(nb):
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": f"x = {i}"}
+             for i in range(2001)]
+    return json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": cells}, separators=(",", ":")) + "\n"
+
+
 # ---------------------------------------------------------------- writing
+
+def _with_ids(nb):
+    for number, cell in enumerate(nb.cells):
+        cell["id"] = f"hostile-{number}"
+    return nb
+
 
 def build_all() -> dict[str, str]:
     solution = nbformat.read(SOLUTION, as_version=4)
     texts = {}
     for file, entry in NOTEBOOKS.items():
-        nb = entry["build"](copy.deepcopy(solution))
-        for number, cell in enumerate(nb.cells):
-            cell["id"] = f"hostile-{number}"
-        texts[file] = nbformat.writes(nb) + "\n"
+        built = entry["build"](_with_ids(copy.deepcopy(solution)))
+        if not isinstance(built, str):  # a notebook; a text is written as it is (bytes nbformat would not write)
+            built = nbformat.writes(_with_ids(built))
+        texts[file] = built.rstrip("\n") + "\n"
     manifest = {
         "assignment": "computational_graph",
         "solution": "solutions/computational_graph.ipynb",
-        "files": {file: {key: entry[key] for key in ("mode", "description", "points", "notes", "unsigned_points")
+        "files": {file: {key: entry[key] for key in ("mode", "description", "points", "notes", "unsigned_points",
+                                                     "unsandboxed", "flags", "refused")
                          if entry[key] is not None}
                   for file, entry in NOTEBOOKS.items()},
     }

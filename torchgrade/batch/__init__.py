@@ -35,6 +35,7 @@ from ..evidence_store import (
     stale_reason,
 )
 from ..pipeline import Grader
+from ..sanitize import one_line, visible
 from .discover import Found, discover
 from .exports import StudentRow
 from .gradebook import Gradebook, Outcome, Row, now
@@ -159,7 +160,8 @@ class OutputLock:
 
 
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    """The batch's stdout: student names, file names and reasons in it cannot drive the terminal."""
+    print(visible(text), flush=True)
 
 
 def describe_isolation(entry: AssignmentConfig) -> str | None:
@@ -175,6 +177,14 @@ def describe_isolation(entry: AssignmentConfig) -> str | None:
 
 
 # ------------------------------------------------------------------------------ the batch
+
+def batch_sandbox(entry: AssignmentConfig) -> AssignmentConfig:
+    """A batch runs a whole class's code: the sandbox is required unless turned off explicitly (--sandbox off or
+    limits.sandbox: off), and then the gradebook and the class report say so."""
+    if entry.limits.sandbox != "auto":
+        return entry
+    return entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": "require"})})
+
 
 def run_batches(args: argparse.Namespace, config: Config) -> int:
     """A batch of one assignment, or (several configured, no --assignment) one batch per assignment found.
@@ -228,6 +238,7 @@ def _assignments_present(args, config: Config, base: Path, chooser) -> set[str]:
 def run_batch(args: argparse.Namespace, name: str, entry: AssignmentConfig, chooser=None,
               skip: tuple[Path, ...] = ()) -> int:
     started = time.monotonic()
+    entry = batch_sandbox(entry)
     paths: list[Path] = list(args.paths)
     if args.jobs is not None and args.jobs < 1:
         raise BatchUsageError("--jobs must be 1 or more")
@@ -266,7 +277,7 @@ def _run(args, name: str, entry: AssignmentConfig, paths: list[Path], output: Pa
     roster = load_roster(args.roster) if args.roster else None
     matched = assign(found, roster)
     for warning in matched.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {one_line(warning)}", file=sys.stderr)
 
     grader = Grader.from_config(name, entry, executor=NoExecution())
     grader_version = execution_fingerprint(grader)
@@ -297,13 +308,15 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
         f"unchanged {plan['unchanged']}" + (f", unreadable {plan['refused']}" if plan["refused"] else "")
         + (f"; {min(jobs, max(1, plan['execute']))} worker(s) ({jobs_why})" if plan["execute"] else ""))
 
+    kernels = None
     if plan["execute"]:
         kernels = describe_isolation(entry)
         if kernels:
             say(f"Kernels: {kernels}")
+    isolation = f"sandbox {entry.limits.sandbox}" + (f": {kernels}" if kernels else "")
 
     command = " ".join(shlex.quote(a) for a in sys.argv) or "grade.py"
-    batch_id = book.start_batch(name, command, jobs, len(items))
+    batch_id = book.start_batch(name, command, jobs, len(items), isolation=isolation)
     tally = Tally()
     progress = Progress(len(items), len(to_execute), min(jobs, max(1, len(to_execute))))
     failures: list[tuple[str, str, str]] = []
@@ -384,7 +397,7 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
 
                         print(f"--- worker log of {item.student}:\n{log_tail(result.job)}", file=sys.stderr)
                     for note in result.notes:
-                        print(f"warning: {item.student}: {note}", file=sys.stderr)
+                        print(f"warning: {one_line(item.student)}: {one_line(note)}", file=sys.stderr)
                     record(item, outcome, executed_seconds=result.wall_seconds)
     except KeyboardInterrupt:
         interrupted = True
@@ -400,6 +413,8 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
 
     notes = [f"Last batch: {tally.executed} notebook(s) run, {tally.rescored} re-checked from stored snapshots, "
              f"{tally.unchanged} unchanged; {clock(wall)} wall time.",
+             f"Kernels: {isolation}" + (" - WITHOUT THE SANDBOX (--sandbox off): student code could reach this "
+                                        "machine; see docs/threat_model.md" if entry.limits.sandbox == "off" else "."),
              f"Grader version {grader_version}, scoring version {scoring_version}."]
     rows, said = export_gradebook(book, name, entry, grader, output, notes)
     missing = [r for r in rows if r.status == "missing"]
@@ -509,7 +524,7 @@ def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missi
     say(f"  graded:           {len(graded)}")
     say(f"  could not grade:  {len(failures)}")
     for student, shown, reason in sorted(failures)[:30]:
-        say(f"    - {student} ({shown}): {reason}")
+        say(f"    - {one_line(student)} ({one_line(shown)}): {one_line(reason)}")
     if len(failures) > 30:
         say(f"    ... and {len(failures) - 30} more (grades.csv and report.html list them all)")
     if missing:

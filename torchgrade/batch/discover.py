@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import SubmissionError
 from ..loader import MAX_NOTEBOOK_BYTES
+from ..sanitize import no_surrogates
 
 SKIPPED_FOLDERS = {".ipynb_checkpoints", "__MACOSX", "__pycache__", "node_modules", ".git", ".github"}
 MAX_ZIP_MEMBERS = 20_000
@@ -59,19 +60,46 @@ def _visible(path: Path) -> bool:
     return path.name not in SKIPPED_FOLDERS and not path.name.startswith(".")
 
 
-def notebooks_under(folder: Path, skip: tuple[Path, ...] = ()) -> list[Path]:
-    """Every notebook below folder (recursively), skipping hidden and checkpoint folders and `skip`."""
+LINK_REFUSED = "symbolic links are never followed (they could point at another student's work or the solutions)"
+
+
+def notebooks_under(folder: Path, skip: tuple[Path, ...] = (), links: list[Path] | None = None) -> list[Path]:
+    """Every notebook below folder (recursively), skipping hidden and checkpoint folders and `skip`.
+
+    Links are never followed: a linked notebook or folder is not searched, and is added to `links` when given."""
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         here = Path(root)
-        dirs[:] = sorted(d for d in dirs if _visible(here / d) and (here / d).resolve() not in skip)
-        found.extend(here / f for f in sorted(files) if is_notebook(here / f) and (here / f).is_file())
+        linked = [here / d for d in dirs if (here / d).is_symlink()] + \
+                 [here / f for f in files if (here / f).is_symlink() and is_notebook(here / f)]
+        if links is not None:
+            links.extend(p for p in linked if _visible(p))
+        dirs[:] = sorted(d for d in dirs if _visible(here / d) and not (here / d).is_symlink()
+                         and (here / d).resolve() not in skip)
+        found.extend(here / f for f in sorted(files)
+                     if is_notebook(here / f) and not (here / f).is_symlink() and (here / f).is_file())
     return found
+
+
+def link_problem(shown: str, links: list[Path], base: Path) -> str:
+    names = ", ".join(p.relative_to(base).as_posix() for p in links[:5]) + (" ..." if len(links) > 5 else "")
+    return f"{shown}: not graded, it holds symbolic links ({names}); {LINK_REFUSED}. Replace them by the files."
 
 
 def discover(paths: list[Path], unpack_dir: Path, exercise_name: str, skip: tuple[Path, ...] = ()) -> list[Found]:
     """Every submission in the given PATHs, in a stable order. Raises SubmissionError for a bad PATH."""
     skip = tuple(p.resolve() for p in skip)
+    return [_printable(item) for item in _discover(paths, unpack_dir, exercise_name, skip)]
+
+
+def _printable(item: Found) -> Found:
+    """Names from undecodable file names hold lone surrogates: shown and stored as U+FFFD (the path is kept)."""
+    clean = {key: no_surrogates(getattr(item, key)) for key in ("key", "shown", "relative", "folder", "problem")
+             if isinstance(getattr(item, key), str)}
+    return replace(item, **clean)
+
+
+def _discover(paths: list[Path], unpack_dir: Path, exercise_name: str, skip: tuple[Path, ...]) -> list[Found]:
     found: list[Found] = []
     for index, path in enumerate(paths):
         if not path.exists():
@@ -90,6 +118,9 @@ def discover(paths: list[Path], unpack_dir: Path, exercise_name: str, skip: tupl
                 raise SubmissionError(f"{path.name}: no notebooks (.ipynb files) in this zip")
             found.extend(replace(item, problem=damaged[item.path]) if item.path in damaged else item
                          for item in items)
+        elif path.is_symlink():  # given directly, but still a link: a shell glob picks up a student's links too
+            found.append(Found(key=_stem(path), path=None, shown=str(path), relative=path.name,
+                               problem=f"{path.name}: not graded, it is a symbolic link; {LINK_REFUSED}"))
         else:  # any other file is a notebook given directly (the loader judges it)
             found.append(Found(key=_stem(path), path=path, shown=str(path), relative=path.name))
     return found
@@ -111,17 +142,30 @@ def scan_folder(folder: Path, root: Path, exercise_name: str, skip: tuple[Path, 
     found: list[Found] = []
     entries = sorted(folder.iterdir(), key=lambda p: p.name)
     for entry in entries:
-        if entry.is_file() and is_notebook(entry):
+        if entry.is_symlink() and _visible(entry) and (is_notebook(entry) or entry.is_dir()):
+            shown = _shown(prefix, shown_root, entry) + ("/" if entry.is_dir() else "")
+            named = prefix + entry.relative_to(root).as_posix()  # the reason reaches the student: no host path
+            found.append(Found(key=_stem(entry), path=None, shown=shown, relative=entry.relative_to(root).as_posix(),
+                               folder=entry.name if entry.is_dir() else None,
+                               problem=f"{named}: not graded, it is a symbolic link; {LINK_REFUSED}"))
+        elif entry.is_file() and is_notebook(entry):
             found.append(Found(key=_stem(entry), path=entry, shown=_shown(prefix, shown_root, entry),
                                relative=entry.relative_to(root).as_posix()))
     for entry in entries:
         if not entry.is_dir() or entry.is_symlink() or not _visible(entry) or entry.resolve() in skip:
             continue
-        notebooks = notebooks_under(entry, skip)
+        links: list[Path] = []
+        notebooks = notebooks_under(entry, skip, links)
+        chosen = choose_notebook(notebooks, exercise_name) if notebooks else None
+        is_repository = (entry / ".git").exists()
+        if links and (chosen is not None or is_repository or not notebooks):  # one student's folder, with links
+            shown = _shown(prefix, shown_root, entry) + "/"
+            named = prefix + entry.relative_to(root).as_posix() + "/"
+            found.append(Found(key=entry.name, path=None, shown=shown, relative=entry.relative_to(root).as_posix() + "/",
+                               folder=entry.name, problem=link_problem(named, links, entry)))
+            continue
         if not notebooks:
             continue
-        chosen = choose_notebook(notebooks, exercise_name)
-        is_repository = (entry / ".git").exists()
         if chosen is not None or is_repository:
             candidates = tuple((_shown(prefix, shown_root, n), n.relative_to(root).as_posix(), n) for n in notebooks)
             if chosen is not None:
@@ -171,18 +215,22 @@ def look_through_wrappers(folder: Path) -> Path:
 
 # ------------------------------------------------------------------------------- zips
 
-def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
-    """The member's safe relative path, or None when it must not be extracted."""
+def _member_path(info: zipfile.ZipInfo, *, links: bool = False) -> PurePosixPath | None:
+    """The member's safe relative path, or None when it must not be extracted (with `links`: a link's own path)."""
     name = info.filename.replace("\\", "/")
     if not name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return None
     parts = PurePosixPath(name).parts
     if any(part in ("..", "") for part in parts) or "\0" in name:
         return None
-    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0  # Unix modes only
-    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):  # links, devices, fifos
-        return None
+    kind = _member_kind(info)
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR) and not (links and kind == stat.S_IFLNK):
+        return None  # links, devices, fifos
     return PurePosixPath(*parts)
+
+
+def _member_kind(info: zipfile.ZipInfo) -> int:
+    return stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0  # Unix modes only
 
 
 def extract_zip(archive: Path, target: Path) -> dict[Path, str]:
@@ -206,15 +254,21 @@ def extract_zip(archive: Path, target: Path) -> dict[Path, str]:
         for info in members:
             if info.is_dir():
                 continue
-            relative = _member_path(info)
+            relative = _member_path(info, links=True)
             if relative is None:
                 continue
+            is_link = _member_kind(info) == stat.S_IFLNK
             if relative.suffix.lower() != ".ipynb" or any(not _visible(Path(p)) for p in relative.parts):
                 continue
             destination = target.joinpath(*relative.parts)
             if not destination.resolve().is_relative_to(target.resolve()):
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)
+            if is_link:  # never created: an empty placeholder keeps the student's row, which says why
+                destination.write_bytes(b"")
+                damaged[destination] = (f"{info.filename}: not graded, it is a symbolic link inside {archive.name}; "
+                                        f"{LINK_REFUSED}")
+                continue
             try:
                 total += _copy_bounded(bundle, info, destination)
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as problem:

@@ -79,6 +79,12 @@ class StudentRow:
     def max_score(self) -> float | None:
         return self.report.max_score if self.report else None
 
+    @property
+    def flag_kinds(self) -> str:
+        """The kinds of tampering flagged (details in report.html); empty when none."""
+        kinds = list(dict.fromkeys(f.kind for f in self.report.flags)) if self.report else []
+        return ", ".join(kinds)
+
     def task_score(self, number: int) -> float | None:
         if not self.report:
             return None
@@ -129,7 +135,7 @@ def write_grades_csv(path: Path, rows: list[StudentRow], tasks: list[TaskInfo], 
     tasks = sorted(tasks, key=lambda t: t.number)
     header = (["student", "file"] + [f"task_{t.number}" for t in tasks]
               + ["total", "max", "percent", "status", "reason", "raw_total", "late_penalty", "submitted_at",
-                 "integrity", "overrides", "comments"])
+                 "integrity", "flags", "overrides", "comments"])
     lines = []
     for row in rows:
         maximum = row.max_score if row.max_score is not None else max_total
@@ -141,7 +147,7 @@ def write_grades_csv(path: Path, rows: list[StudentRow], tasks: list[TaskInfo], 
                      + [number(row.task_score(t.number)) for t in tasks]
                      + [number(final), number(maximum), percent, row.status, cell_text(row.reason),
                         number(row.raw_score if row.graded else None), number(row.late.penalty) if row.late.days else "",
-                        row.submitted_at or "", cell_text("; ".join(row.flags)), cell_text(overrides),
+                        row.submitted_at or "", cell_text("; ".join(row.flags)), cell_text(row.flag_kinds), cell_text(overrides),
                         cell_text(comments)])
     _write_csv(path, header, lines)
 

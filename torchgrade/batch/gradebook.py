@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS batches (
     rescored      INTEGER NOT NULL DEFAULT 0,
     unchanged     INTEGER NOT NULL DEFAULT 0,
     failed        INTEGER NOT NULL DEFAULT 0,
-    wall_seconds  REAL
+    wall_seconds  REAL,
+    isolation     TEXT
 );
 CREATE TABLE IF NOT EXISTS submissions (
     id                 INTEGER PRIMARY KEY,
@@ -253,6 +254,8 @@ class Gradebook:
         for statement in (SCHEMA + SCHEMA_2).split(";"):
             if statement.strip():
                 self.db.execute(statement)
+        if "isolation" not in {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}:
+            self.db.execute("ALTER TABLE batches ADD COLUMN isolation TEXT")  # how kernels ran (sandbox or not)
         found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if found is not None and int(found[0]) > SCHEMA_VERSION:
             raise RuntimeError(f"{path}: gradebook schema {found[0]} is newer than this torchgrade's {SCHEMA_VERSION}")
@@ -296,9 +299,9 @@ class Gradebook:
         return self.db.execute("SELECT count(*) FROM submissions WHERE assignment=?", (assignment,)).fetchone()[0]
 
     # ------------------------------------------------------------------------ writing
-    def start_batch(self, assignment: str, command: str, jobs: int, submissions: int) -> int:
-        cursor = self.db.execute("INSERT INTO batches (assignment, started_at, command, jobs, submissions) "
-                                 "VALUES (?, ?, ?, ?, ?)", (assignment, now(), command, jobs, submissions))
+    def start_batch(self, assignment: str, command: str, jobs: int, submissions: int, isolation: str = "") -> int:
+        cursor = self.db.execute("INSERT INTO batches (assignment, started_at, command, jobs, submissions, isolation) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", (assignment, now(), command, jobs, submissions, isolation))
         return cursor.lastrowid
 
     def finish_batch(self, batch_id: int, executed: int, rescored: int, unchanged: int, failed: int,

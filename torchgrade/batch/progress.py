@@ -14,6 +14,8 @@ import sys
 import time
 from typing import TextIO
 
+from ..sanitize import one_line
+
 
 def clock(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
@@ -62,6 +64,7 @@ class Progress:
         self.running.pop(key, None)
         self.done += 1
         self.failed += int(failed)
+        line = one_line(line)  # names and reasons come from submissions: no control characters reach the terminal
         if executed_seconds is not None:
             self.executed += 1
             self.busy_seconds += executed_seconds

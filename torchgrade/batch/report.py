@@ -208,5 +208,6 @@ def render_report(*, title: str, assignment: str, rows: list[StudentRow], tasks:
         "report.html.j2", title=title, assignment=assignment, rows=rows, tasks=tasks, checks=visible_checks,
         max_total=max_total, summary_lines=summary_lines, cards=cards, task_rows=task_rows, difficulty=difficulty,
         plots=plots, bins=integer_bins(finals, max_total) if finals else [], reasons=sorted(reasons.items()),
-        grid=grid, labels=labels, flagged=[r for r in rows if r.flags], number=number, students_shown=STUDENTS_SHOWN,
+        grid=grid, labels=labels, flagged=[r for r in rows if r.flags],
+        tampered=[r for r in rows if r.graded and r.report.flags], number=number, students_shown=STUDENTS_SHOWN,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), blank=blank)

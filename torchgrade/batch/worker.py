@@ -34,6 +34,7 @@ from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
 from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
 from ..results import GradeReport
+from ..sanitize import no_surrogates
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -137,8 +138,9 @@ def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_p
     os.dup2(log, 2)
     result = grade_to_data(config_json, name, path, shown, zygote)
     temporary = result_path + ".partial"
+    text = no_surrogates(json.dumps(result, ensure_ascii=False))  # a lone surrogate must not lose this row
     with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, ensure_ascii=False)
+        handle.write(text)
     os.replace(temporary, result_path)
     sys.stdout.flush()
     sys.stderr.flush()

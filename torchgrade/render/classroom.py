@@ -23,7 +23,6 @@ appended to it (the job's summary page).
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -32,18 +31,18 @@ from pathlib import Path
 from ..hidden import HiddenSummary, configured_hidden, configured_points
 from ..results import GradeReport
 from .status import STATUS_WORDS, check_status
+from ..sanitize import markdown_cell, markdown_code, without_controls
 
 QUANTUM = 64  # scores are multiples of 1/64: exact in binary floating point
 NAME_LIMIT = 120
 MESSAGE_LIMIT = 400
 SUMMARY_MESSAGE_LIMIT = 300
-_CONTROL = re.compile("[\u0000-\u0008\u000b-\u001f\u007f-\u009f]")  # keeps \t and \n
 _COMMAND_START = re.compile(r"^(\s*)(::|##\[)", re.MULTILINE)
 
 
 def safe_text(text: str, limit: int, *, single_line: bool = False) -> str:
     """Text the reporter can print: no control characters, no workflow commands, at most `limit` characters."""
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = without_controls(text)
     if single_line:
         text = " ".join(text.split())
     # ': :' and '# #[' read the same to a person and are inert to the runner. Cutting the end
@@ -143,16 +142,14 @@ def render_classroom_failure(reason: str, *, name: str | None = None, entry=None
 # ---- the job summary -----------------------------------------------------------------
 
 def _cell(text: str, limit: int = SUMMARY_MESSAGE_LIMIT) -> str:
-    """Text safe inside one Markdown table cell: escaped HTML, no pipes, line breaks as <br>."""
-    text = safe_text(text, limit)
-    text = html.escape(text, quote=False).replace("|", "\\|").replace("`", "'")
-    return "<br>".join(line.strip() for line in text.split("\n") if line.strip())
+    """Text safe inside one Markdown table cell: no markup, link, image or pipe; line breaks as <br>."""
+    return markdown_cell(safe_text(text, limit))
 
 
 def summary_markdown(report: GradeReport, payload: dict, hidden: HiddenSummary | None = None) -> str:
     total = sum(test["score"] for test in payload["tests"])
     lines = [f"### {_cell(report.title)}: {_points(total)} / {payload['max_score']} points", "",
-             f"Submission: `{_cell(Path(report.submission).name, 200)}`", "",
+             f"Submission: {markdown_code(safe_text(Path(report.submission).name, 200))}", "",
              "| Task | Check | Points | Result |", "| --- | --- | ---: | --- |"]
     for task in report.tasks:
         for check in task.checks:

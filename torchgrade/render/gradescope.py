@@ -15,6 +15,7 @@ import json
 from ..hidden import VISIBILITIES, HiddenSummary, configured_hidden, hidden_visibility
 from ..results import GradeReport
 from .status import STATUS_WORDS, check_status
+from ..sanitize import one_line, visible
 
 
 def _number(value: float) -> int | float:
@@ -35,13 +36,13 @@ def report_payload(report: GradeReport, *, hidden: HiddenSummary | None = None,
     for task in report.tasks:
         for position, check in enumerate(task.checks, start=1):
             tests.append({
-                "name": f"Task {check.task}: {check.title}",
+                "name": one_line(f"Task {check.task}: {check.title}"),
                 "number": f"{check.task}.{position}",
                 "score": _number(check.score),
                 "max_score": _number(check.max_score),
                 "status": STATUS_WORDS["json"][check_status(check)],
                 "outcome": check_status(check),  # passed | failed | error (Gradescope ignores it)
-                "output": check.message,
+                "output": visible(check.message),
                 "visibility": visibility if check.hidden else "visible",
                 "task": check.task,
                 "check": check.id,
@@ -50,8 +51,9 @@ def report_payload(report: GradeReport, *, hidden: HiddenSummary | None = None,
         "score": _number(report.score),
         "max_score": _number(report.max_score),
         "execution_time": round(report.execution_time, 3),
-        "output": "\n".join(output),
+        "output": visible("\n".join(output)),
         "tests": tests,
+        "flags": [{"kind": one_line(f.kind), "detail": one_line(f.detail)} for f in report.flags],
     }
 
 
@@ -62,14 +64,15 @@ def render_gradescope_json(report: GradeReport, *, hidden: HiddenSummary | None 
 
 def failure_payload(reason: str, *, entry=None, grading: bool = False) -> dict:
     """A valid results.json for a notebook that could not be graded: score 0 and the reason, in plain words."""
-    output = [f"Your notebook could not be graded, so this submission scores 0. Reason: {reason}",
+    output = [f"Your notebook could not be graded, so this submission scores 0. Reason: {one_line(reason)}",
               "Fix the problem and submit again; if you think the grader is wrong, contact your instructor."]
     max_score = 0
     if entry is not None:
         max_score = sum(c.points for c in entry.checks.values() if grading or not c.hidden)
         if not grading and configured_hidden(entry):
             output.append(configured_hidden(entry).sentence())
-    return {"score": 0, "max_score": _number(max_score), "execution_time": 0, "output": "\n".join(output), "tests": []}
+    return {"score": 0, "max_score": _number(max_score), "execution_time": 0, "output": "\n".join(output), "tests": [],
+            "flags": []}
 
 
 def render_gradescope_failure(reason: str, *, name: str | None = None, entry=None, grading: bool = False) -> str:

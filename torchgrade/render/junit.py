@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from ..hidden import HiddenSummary, configured_hidden
 from ..results import CheckResult, GradeReport
 from .status import ERROR, check_status
+from ..sanitize import visible
 
 # Characters XML 1.0 cannot carry at all (student output may contain them).
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -30,7 +31,7 @@ def could_not_run(check: CheckResult) -> bool:
 
 
 def xml_text(text: str) -> str:
-    return _NOT_XML.sub("\ufffd", text)
+    return _NOT_XML.sub("\ufffd", visible(text))  # control and bidi characters shown, not obeyed
 
 
 def _one_line(text: str, limit: int = MESSAGE_ATTRIBUTE_LIMIT) -> str:

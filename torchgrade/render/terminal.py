@@ -6,6 +6,7 @@ import textwrap
 
 from ..hidden import HiddenSummary
 from ..results import CheckResult, GradeReport
+from ..sanitize import visible
 
 WIDTH = 78
 
@@ -42,4 +43,4 @@ def render_terminal(report: GradeReport, *, hidden: HiddenSummary | None = None)
             lines.extend(textwrap.wrap(note, WIDTH, initial_indent="  - ", subsequent_indent="    "))
         lines.append("")
     lines.append("Checked with " + "; and ".join(report.runs) + f". Took {report.execution_time:.1f} s.")
-    return "\n".join(lines)
+    return visible("\n".join(lines))  # student text (messages, notes, names) cannot drive the terminal
