@@ -155,7 +155,8 @@ def test_every_renderer_writes_clean_text(monkeypatch, tmp_path):
 
 
 def test_batch_exports_are_clean(tmp_path):
-    from torchgrade.batch.exports import StudentRow, TaskInfo, feedback_html, feedback_markdown, write_grades_csv
+    from torchgrade.batch.exports import StudentRow, TaskInfo, feedback_for, write_grades_csv
+    from torchgrade.render.feedback import feedback_html, feedback_markdown
 
     rows = [StudentRow("=evil\x1b" + ATTACK, "=f.ipynb", "graded", report=hostile_report()),
             StudentRow("@bob", "b.ipynb", "could not grade", reason="-" + ATTACK)]
@@ -166,11 +167,12 @@ def test_batch_exports_are_clean(tmp_path):
         for key in ("student", "file", "reason"):
             assert not record[key] or record[key][0] not in "=+-@\t\r", record
     for row in rows:
-        markdown = feedback_markdown(row, "Title")
+        feedback = feedback_for(row, "Title", "student")
+        markdown = feedback_markdown(feedback)
         assert not CONTROLS.search(markdown)
         rendered = _render(markdown)
         assert "<img" not in rendered and "<a " not in rendered and "<h1>" in rendered
-        page = feedback_html(row, "Title")
+        page = feedback_html(feedback)
         assert not CONTROLS.search(page) and "<img src=x>" not in page
 
 

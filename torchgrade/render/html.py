@@ -23,11 +23,18 @@ def points(value) -> str:
     return "" if value is None else f"{round(float(value), 4):g}"
 
 
+def shown(value):
+    """Every {{ value }} of every template: control and bidi characters made visible, whatever the template forgot."""
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    return plain(value)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(loader=PackageLoader("torchgrade.render", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, finalize=shown)
     env.filters.update(code=with_code, points=points, plain=plain)
     return env
 
