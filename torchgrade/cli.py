@@ -24,7 +24,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grade.py", description="Grade PyTorch autograd notebooks.")
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                         help="a notebook; or, for a batch, several notebooks, folders (searched recursively) or zips")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="text", help="report format (default: text)")
     parser.add_argument("--assignment", help="assignment name in config.yaml (default: the only one)")
@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run student code in the bubblewrap sandbox: auto (when it works), require, off "
                              "(default: limits.sandbox in config.yaml; see docs/threat_model.md)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
+    authoring = parser.add_argument_group("authoring (instructors; see README)")
+    authoring.add_argument("--assign", type=Path, metavar="SOLUTION",
+                           help="write the exercise notebook generated from SOLUTION (solutions/NAME.ipynb)")
+    authoring.add_argument("--validate", metavar="NAME",
+                           help="prove assignment NAME's checks: solution full marks, exercise the floor, mutants caught")
+    authoring.add_argument("--max-mutants", type=int, default=None, help="--validate: grade at most this many mutants")
     return parser
 
 
@@ -48,7 +54,14 @@ def is_batch(paths: list[Path]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.assign or args.validate:
+        from .authoring_cli import run_authoring  # instructors only
+
+        return run_authoring(args)
+    if not args.paths:
+        parser.error("give a notebook to grade (or --assign / --validate)")
     name = entry = None
     try:
         config = load_config(args.config)

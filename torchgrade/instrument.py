@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .assignment import Assignment, Inputs
+from .authoring import without_self_check
 from .executor import PlannedCell
 from .locate import Layout, StudentCell
 
@@ -102,5 +103,6 @@ def instrument(layout: Layout, assignment: Assignment, inputs: Inputs) -> Plan:
 def _add_student_cells(plan: Plan, cells: list[StudentCell], task: int) -> None:
     for cell in cells:
         source, events = neutralize_magics(cell)
+        source = without_self_check(source)  # the notebook's own check() cell: skipped, and no note about it
         plan.events.extend(events)
         plan.cells.append(PlannedCell(source, "student", task, position=cell.position))
