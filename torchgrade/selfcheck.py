@@ -19,7 +19,9 @@ import io
 import json
 import os
 import re
+import site
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -160,7 +162,8 @@ def find_config(notebook: Path, explicit: str | os.PathLike | None = None) -> Pa
 
     candidates = [explicit, os.environ.get(CONFIG_ENV)]
     candidates += [folder / "config.yaml" for folder in list(notebook.resolve().parents)[:3]]
-    candidates += [DEFAULT_CONFIG, Path(sys.prefix) / "share" / "torchgrade" / "config.yaml"]
+    installed = {Path(sys.prefix), Path(sysconfig.get_path("data")), Path(site.USER_BASE or sys.prefix)}
+    candidates += [DEFAULT_CONFIG] + [base / "share" / "torchgrade" / "config.yaml" for base in sorted(installed)]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and "assignments" in Path(candidate).read_text(errors="replace"):
             return Path(candidate)
