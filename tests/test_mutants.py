@@ -15,7 +15,7 @@ from torchgrade.errors import ConfigError
 from torchgrade.mutants import Cache, make_mutants, render_table, validate
 from torchgrade.mutation_ops import OPERATORS, CellFacts, find_formula
 
-CI_MUTANTS = 16  # per assignment: enough for every operator, bounded cost (each mutant runs two kernels)
+CI_MUTANTS = 15  # per assignment: enough for every operator, bounded cost (each mutant runs two kernels)
 
 
 def mutate(operator: str, source: str, facts: CellFacts | None = None) -> list[tuple[str, str]]:
@@ -38,7 +38,7 @@ def test_sum_backward_becomes_backward_and_grad_outputs_dropped():
 
 
 def test_backward_repeated_and_grad_replaced_by_backward():
-    assert mutate("repeated_backward", "a.backward()")[0][1] == "a.backward()\na.backward()"
+    assert mutate("repeated_backward", "a.backward()")[0][1] == "a.backward(retain_graph=True)\na.backward()"
     assert mutate("grad_to_backward", "g = torch.autograd.grad(f, x, grad_outputs=o, create_graph=True)[0]")[0][1] == \
         "f.backward(o, create_graph=True)\ng = x.grad"
     assert mutate("grad_to_backward", "gx, gy = torch.autograd.grad(f, (x, y), o)")[0][1] == \

@@ -117,12 +117,15 @@ def nonscalar_backward(tree: ast.Module, facts: CellFacts):
 
 
 def repeated_backward(tree: ast.Module, facts: CellFacts):
-    """A backward pass run twice (gradients accumulate)."""
+    """A backward pass run twice, the first time keeping the graph, so the gradients accumulate."""
     out = []
     for index, statement in enumerate(tree.body):
         if isinstance(statement, ast.Expr) and is_backward(statement.value):
             clone = copy.deepcopy(tree)
-            clone.body.insert(index, copy.deepcopy(statement))
+            first = copy.deepcopy(statement)
+            first.value.keywords = [k for k in first.value.keywords if k.arg != "retain_graph"]
+            first.value.keywords.append(ast.keyword("retain_graph", ast.Constant(True)))
+            clone.body.insert(index, first)
             out.append((f"backward pass repeated ({_line(statement)})", clone))
     return out
 

@@ -7,19 +7,16 @@ errors, notebook names) is escaped and stripped of control characters.
 
 from __future__ import annotations
 
-import re
-
 import jinja2
 
 from .hidden import HiddenSummary
 from .render.terminal import render_terminal
 from .results import GradeReport
-
-_CONTROL = re.compile("[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]")
-
+from .sanitize import visible
 
 def clean(text: object) -> str:
-    return _CONTROL.sub("", str(text).replace("\r\n", "\n").replace("\r", "\n"))
+    """Control and bidi characters shown as escapes (torchgrade.sanitize); jinja2 escapes the markup."""
+    return visible(text)
 
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
