@@ -60,6 +60,7 @@ def test_operator_statement_and_graph_cut():
     assert [c for _, c in mutate("deleted_statement", "f = x * 2\nprint(f)")] == ["pass\nprint(f)"]
     assert [c for _, c in mutate("graph_cut", "f = x * 2")] == [
         "f = (x * 2).detach()", "with torch.no_grad():\n    f = x * 2"]
+    assert mutate("graph_cut", "ones = torch.ones_like(f)", CellFacts(untracked={"ones"})) == []
 
 
 def test_formulas_are_found_by_evaluation():
@@ -101,9 +102,9 @@ def test_equivalent_mutants_need_a_reason(tmp_path):
 # ------------------------------------------------------------------------ every shipped assignment (kernels)
 
 @pytest.fixture(scope="session")
-def validations(tmp_path_factory):
+def validations():
     """One validation per shipped assignment for the whole session (cached by content between runs of CI)."""
-    cache = tmp_path_factory.mktemp("validate-cache")
+    cache = ROOT / ".torchgrade-cache" / "validate"  # keyed by content and engine: a re-run regrades only what changed
     return {name: validate(name, entry, jobs=2, limit=CI_MUTANTS, cache_dir=cache)
             for name, entry in load_config(ROOT / "config.yaml").assignments.items()}
 

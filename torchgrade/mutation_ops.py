@@ -25,6 +25,7 @@ class CellFacts:
 
     values: dict[str, torch.Tensor] = field(default_factory=dict)  # names the cell assigns -> their tensor
     grads: dict[str, torch.Tensor] = field(default_factory=dict)  # leaf name -> its .grad
+    untracked: set[str] = field(default_factory=set)  # assigned names whose value has no graph (nothing to cut)
     formulas: dict[str, str] = field(default_factory=dict)  # name or "leaf.grad" -> a hand-typed formula
 
 
@@ -227,6 +228,8 @@ def graph_cut(tree: ast.Module, facts: CellFacts):
     """`.detach()` appended to an assigned value, or a statement run under `torch.no_grad()`."""
     out = []
     for index, statement in enumerate(tree.body):
+        if _targets(statement) and set(_targets(statement)) <= facts.untracked:
+            continue  # e.g. `ones = torch.ones_like(f)`: detaching a value with no graph changes nothing
         if len(_targets(statement)) == 1 and not isinstance(statement.value, ast.Constant):
             clone = copy.deepcopy(tree)
             value = clone.body[index].value
