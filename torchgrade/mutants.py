@@ -132,7 +132,10 @@ def evaluate(notebook, cells: list[tuple[int, int]]) -> dict[int, CellFacts]:
         except Exception:
             return facts  # later cells depend on this one: no value-based mutants from here on
         if index in wanted:
-            facts[index] = _facts_of(ast.parse(code), namespace)
+            try:
+                facts[index] = _facts_of(ast.parse(code), namespace)
+            except Exception:  # facts only enable the typed-in mutants; the others need none
+                facts[index] = CellFacts()
     return facts
 
 

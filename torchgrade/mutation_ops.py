@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -264,15 +265,15 @@ EXPONENTS = range(4)
 
 def find_formula(target: torch.Tensor, leaves: dict[str, torch.Tensor], detached: bool = False) -> str | None:
     """A polynomial in the leaves (a constant, a monomial or a sum of two) that reproduces `target`."""
-    if not leaves or target.dtype not in (torch.float32, torch.float64):
+    if target.dtype not in (torch.float32, torch.float64):
         return None
-    names = sorted(leaves)[:2]
+    names = sorted(n for n, leaf in leaves.items() if leaf.shape == target.shape)[:2]  # entry-wise formulas only
+    if not names:
+        return None
     first = names[0]
     ref = (f"{first}.detach()" if detached else first)
     expected = target.detach().double()
     values = {n: leaves[n].detach().double() for n in names}
-    if values[first].shape != expected.shape:
-        return None
     for constant in (0,) + COEFFICIENTS:
         if torch.allclose(expected, torch.full_like(expected, constant)):
             return f"torch.zeros_like({ref})" if constant == 0 else f"torch.full_like({ref}, {constant})"
@@ -281,7 +282,7 @@ def find_formula(target: torch.Tensor, leaves: dict[str, torch.Tensor], detached
         if not any(powers):
             continue
         for c in COEFFICIENTS:
-            value = c * torch.prod(torch.stack([values[n] ** p for n, p in zip(names, powers)]), dim=0)
+            value = c * math.prod((values[n] ** p for n, p in zip(names, powers)), start=torch.ones_like(expected))
             terms.append((_monomial(c, names, powers, detached), value))
     for text, value in terms:
         if torch.allclose(expected, value, rtol=1e-5, atol=1e-6):
