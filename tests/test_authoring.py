@@ -77,7 +77,7 @@ def test_marker_styles(tmp_path):
         "f_x, f_y = ...  # your code here",
         "total: float = ...  # your code here",
         "...  # your code here",
-        "# your code here",
+        "...  # your code here",
         "for i in range(2):",
         "    ...  # your code here",
         "print(g)",

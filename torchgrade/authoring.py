@@ -90,8 +90,8 @@ def strip_solution(source: str, where: str) -> tuple[str, list[str]]:
             if block is None:
                 raise MarkerError(f"{where}: `END SOLUTION` without a `BEGIN SOLUTION` before it")
             regions.append("\n".join(block))
-            # A comment alone would leave an indented body empty: `...` keeps the code valid.
-            output.append(f"{indent}{PLACEHOLDER}" if not indent else f"{indent}...  {PLACEHOLDER}")
+            # `...` keeps an indented body valid (a comment alone would leave it empty) and reads as "fill me in".
+            output.append(f"{indent}...  {PLACEHOLDER}")
             block = None
             continue
         if block is not None:
