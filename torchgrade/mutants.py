@@ -88,7 +88,8 @@ class Validation:
         return {"assignment": self.assignment, "solution_score": self.solution_score,
                 "solution_max_score": self.solution_max, "exercise_score": self.exercise_score,
                 "exercise_floor": self.exercise_floor, "mutants": [asdict(m) for m in self.mutants],
-                "mutation_score": self.mutation_score, "never_fails": self.never_fails, "valid": self.valid}
+                "mutation_score": self.mutation_score, "never_fails": self.never_fails, "valid": self.valid,
+                "seconds": self.seconds}
 
 
 # ----------------------------------------------------------------------------- the solution's task cells
