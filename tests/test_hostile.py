@@ -46,11 +46,14 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pr
 needs_sandbox = pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no sandbox here: {NO_SANDBOX}")
 
 
-class Unsigned(NbclientExecutor):
+class Unsigned:
     """The control: the same engine with snapshot signatures NOT checked (what the grader would be without them)."""
 
+    def __init__(self, engine=None):
+        self.engine = engine or NbclientExecutor()
+
     def execute(self, cells, limits, workdir):
-        result = super().execute(cells, limits, workdir)
+        result = self.engine.execute(cells, limits, workdir)
         result.secret = None
         return result
 
@@ -90,6 +93,39 @@ def peak_memory_mib() -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
 
 
+def hostile_jobs(base: Path, engine=None) -> tuple[list, dict]:
+    """(key, grader, path) for every attack, slow ones first, the solution in the middle of the attacks; and the
+    graders by sandbox mode. ``engine``: a factory of executors (default: each grader's configured engine)."""
+    new = engine or (lambda: None)
+    graders = {"sandbox": grader_for(base / "sandbox", executor=new()),
+               "off": grader_for(base / "off", executor=new(), limits__sandbox="off")}
+    cpu = grader_for(base / "cpu", executor=new(), limits__cpu_seconds=4, limits__cpu_seconds_hard=6,
+                     limits__cell_timeout=20, limits__notebook_timeout=60)
+    unsigned = grader_for(base / "unsigned", executor=Unsigned(new()))
+    jobs = []
+    for name in sorted(MANIFEST, key=lambda n: (n not in ("timeouts.ipynb", "cpu.ipynb"), n)):
+        mode = MANIFEST[name]["mode"]
+        if mode == "sandbox" and NO_SANDBOX:
+            continue
+        jobs.append((name, cpu if name == "cpu.ipynb" else graders[mode], HOSTILE / name))
+        if name == "monkeypatch.ipynb":
+            jobs.append(("solution, among the attacks", graders["sandbox" if not NO_SANDBOX else "off"], SOLUTION))
+        if MANIFEST[name].get("unsigned_points"):
+            jobs.append((name + " (unsigned)", unsigned, HOSTILE / name))
+    if not NO_SANDBOX:
+        jobs.append(("snoop.ipynb (no sandbox)", graders["off"], HOSTILE / "snoop.ipynb"))
+    return jobs, graders
+
+
+def grade_job(job):
+    key, grader, path = job
+    started = time.monotonic()
+    try:
+        return key, (grader.grade_notebook(path), time.monotonic() - started)
+    except BaseException as problem:  # the test of that notebook reports it
+        return key, (problem, time.monotonic() - started)
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """name -> (report or exception, wall seconds); plus the state seen after all of them.
@@ -109,38 +145,15 @@ def graded(tmp_path_factory):
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) of this process
     memory_before = peak_memory_mib()
 
-    graders = {"sandbox": grader_for(base / "sandbox"), "off": grader_for(base / "off", limits__sandbox="off")}
-    cpu = grader_for(base / "cpu", limits__cpu_seconds=4, limits__cpu_seconds_hard=6, limits__cell_timeout=20,
-                     limits__notebook_timeout=60)
-    unsigned = grader_for(base / "unsigned", executor=Unsigned())
-    jobs = []  # (key, grader, path); slow ones first, the solution in the middle of the attacks
-    for name in sorted(MANIFEST, key=lambda n: (n not in ("timeouts.ipynb", "cpu.ipynb"), n)):
-        mode = MANIFEST[name]["mode"]
-        if mode == "sandbox" and NO_SANDBOX:
-            continue
-        jobs.append((name, cpu if name == "cpu.ipynb" else graders[mode], HOSTILE / name))
-        if name == "monkeypatch.ipynb":
-            jobs.append(("solution, among the attacks", graders["sandbox" if not NO_SANDBOX else "off"], SOLUTION))
-        if MANIFEST[name].get("unsigned_points"):
-            jobs.append((name + " (unsigned)", unsigned, HOSTILE / name))
-    if not NO_SANDBOX:
-        jobs.append(("snoop.ipynb (no sandbox)", graders["off"], HOSTILE / "snoop.ipynb"))
-
-    def grade(job):
-        key, grader, path = job
-        started = time.monotonic()
-        try:
-            return key, (grader.grade_notebook(path), time.monotonic() - started)
-        except BaseException as problem:  # the test of that notebook reports it
-            return key, (problem, time.monotonic() - started)
+    jobs, graders = hostile_jobs(base)
 
     # A process whose initial environment holds the secret (/proc/PID/environ): the kernel must not find it.
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)"],
                               env={**os.environ, "GITHUB_TOKEN": SECRET})
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
-            results = dict(pool.map(grade, jobs))
-        results["solution, after the attacks"] = grade(
+            results = dict(pool.map(grade_job, jobs))
+        results["solution, after the attacks"] = grade_job(
             ("", graders["sandbox" if not NO_SANDBOX else "off"], SOLUTION))[1]
         results["_memory_growth_mib"] = peak_memory_mib() - memory_before
         results["_orphans"] = orphans()
@@ -380,3 +393,52 @@ def test_snapshot_lines_count_only_with_the_executions_signature():
             _parse(forged + "\n", nonce, 1, [], secret)
     with pytest.raises(SnapshotError, match="more than once"):
         _parse(f"{nonce}- {document}\n{nonce}{good} {document}\n", nonce, 1, [], secret)
+
+
+# ----------------------------------------------------------------------------- the warm engine
+
+def same_story(report, name: str) -> dict:
+    """What a report says, with what may differ from run to run made equal: a budget's seconds, and the
+    manifest's "a || b" notes (which limit stops an attack first depends on the machine's load)."""
+    import re
+
+    alternatives = [n.split(" || ") for n in MANIFEST.get(name.split(" (")[0], {}).get("notes", []) if " || " in n]
+
+    def normal(text: str) -> str:
+        for choices in alternatives:
+            if any(choice in text for choice in choices):
+                return " || ".join(choices)
+        return re.sub(r"(ran longer than|stopped after|budget of) \d+ s", r"\1 N s", text)
+
+    return {"points": task_points(report), "notes": sorted({normal(n) for n in report.notes}),
+            "checks": [(c.id, c.score, normal(c.found), c.expected, c.hint, c.error and normal(c.error))
+                       for c in report.checks]}
+
+
+@pytest.fixture(scope="module")
+def graded_warm(tmp_path_factory, graded):
+    """The same attacks graded by the warm engine (after the kernel engine, so the two never compete for CPU)."""
+    from torchgrade.fork_executor import WarmExecutor, warm_problem
+
+    if warm_problem():
+        pytest.skip(warm_problem())
+    jobs, graders = hostile_jobs(tmp_path_factory.mktemp("hostile-warm"), engine=WarmExecutor)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(pool.map(grade_job, jobs))
+    results["_orphans"] = orphans()
+    # below this process (other test sessions on the machine use the same uid range)
+    results["_kernel_uids"] = [pid for pid in sandbox.descendants({os.getpid()}) if any(
+        sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS for uid in sandbox._status_uids(pid))]
+    return results
+
+
+@pytest.mark.parametrize("key", sorted(set(MANIFEST) | {n + " (unsigned)" for n in MANIFEST if MANIFEST[n].get(
+    "unsigned_points")} | {"solution, among the attacks", "snoop.ipynb (no sandbox)"}))
+def test_warm_engine_tells_the_same_story_as_the_kernel_engine(graded, graded_warm, key):
+    kernel, warm = report_of(graded, key), report_of(graded_warm, key)
+    assert same_story(warm, key) == same_story(kernel, key)
+
+
+def test_warm_engine_leaves_no_process_behind(graded_warm):
+    assert graded_warm["_orphans"] == []
+    assert graded_warm["_kernel_uids"] == []

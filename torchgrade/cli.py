@@ -25,7 +25,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grade.py", description="Grade PyTorch autograd notebooks.")
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                        help="a notebook; or, for a batch, several notebooks, folders (searched recursively) or zips")
+                        help="a notebook; or, for a batch, several notebooks, folders (searched recursively) or zips "
+                             "(one notebook with --output-dir is a batch of one)")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="text", help="report format (default: text)")
     parser.add_argument("--assignment", help="assignment name in config.yaml (default: the notebook's "
                         "metadata.torchgrade.assignment, else its file name, else the only one)")
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox", choices=("auto", "require", "off"),
                         help="run student code in the bubblewrap sandbox: auto (when it works), require, off "
                              "(default: limits.sandbox in config.yaml; see docs/threat_model.md)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                        help="batch: grade on this dask.distributed cluster (one task per submission; see docs/dask.md)")
+    parser.add_argument("--engine", choices=("warm", "kernel"),
+                        help="warm: fork each run from a process that has imported torch (fast; Linux); kernel: a "
+                             "fresh Jupyter kernel per run (default: limits.engine in config.yaml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
     authoring = parser.add_argument_group("authoring (instructors; see README)")
     authoring.add_argument("--assign", type=Path, metavar="SOLUTION",
@@ -47,11 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     authoring.add_argument("--validate", metavar="NAME",
                            help="prove assignment NAME's checks: solution full marks, exercise the floor, mutants caught")
     authoring.add_argument("--max-mutants", type=int, default=None, help="--validate: grade at most this many mutants")
+    after = parser.add_argument_group("after grading (with --output-dir, no PATH; see docs/batch.md)")
+    after.add_argument("--export", action="store_true",
+                       help="rebuild grades.csv, the LMS files, feedback/ and report.html from the gradebook")
+    after.add_argument("--override", nargs=3, metavar=("STUDENT", "CHECK", "POINTS"),
+                       help="set a check's points for a student (kept through regrades); needs --reason")
+    after.add_argument("--reason", help="why, for --override (the student sees it)")
+    after.add_argument("--clear-override", nargs="+", metavar="STUDENT [CHECK]",
+                       help="remove a student's override of CHECK (or all of theirs)")
+    after.add_argument("--comment", nargs=2, metavar=("STUDENT", "TEXT"), help="add a comment to a student's feedback")
     return parser
 
 
-def is_batch(paths: list[Path]) -> bool:
-    return len(paths) > 1 or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
+def is_batch(paths: list[Path], output_dir: Path | None = None) -> bool:
+    """Several PATHs, a folder, a zip, or anything with --output-dir (one notebook is then a batch of one)."""
+    return len(paths) > 1 or output_dir is not None or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,12 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         from .authoring_cli import run_authoring  # instructors only
 
         return run_authoring(args)
-    if not args.paths:
-        parser.error("give a notebook to grade (or --assign / --validate)")
+    if not args.paths and not (args.export or args.override or args.clear_override or args.comment):
+        parser.error("give a notebook, folder or zip to grade (or --export/--override/--comment with --output-dir, "
+                     "or --assign / --validate)")
     name = entry = None
     try:
         config = load_config(args.config)
-        if is_batch(args.paths):
+        config = with_engine(config, args.engine)
+        if not args.paths or args.export or args.override or args.clear_override or args.comment:
+            from .batch.decisions import run_decisions  # imported lazily: students never need it
+
+            return run_decisions(args, config)
+        if is_batch(args.paths, args.output_dir) or args.scheduler:
             from .batch import run_batches  # imported lazily: students never need it
 
             return run_batches(args, config)
@@ -82,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, f"internal error: {type(problem).__name__}: {problem}", EXIT_GRADER_FAILURE, name, entry)
     print(render_report(args.format, report, grading=args.grading))
     return EXIT_GRADED
+
+
+def with_engine(config, engine: str | None):
+    """Every assignment's settings with --engine applied (None: as configured)."""
+    if not engine:
+        return config
+    return config.model_copy(update={"assignments": {
+        name: entry.model_copy(update={"limits": entry.limits.model_copy(update={"engine": engine})})
+        for name, entry in config.assignments.items()}})
 
 
 def with_sandbox(entry, mode: str | None):

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from . import __version__
 from .assignment import Assignment, load_assignment
-from .checks import Outcome, run_checks, task_problem
+from .checks import Outcome, run_checks, task_not_run
 from .config import AssignmentConfig
 from .evidence import RunEvidence, RunPlan
-from .executor import Executor, NbclientExecutor
+from .executor import Executor
 from .instrument import instrument
 from .loader import load_notebook
 from .locate import Layout, locate_tasks
@@ -44,7 +44,11 @@ class Grader:
     @classmethod
     def from_config(cls, name: str, config: AssignmentConfig, executor: Executor | None = None) -> "Grader":
         assignment = load_assignment(config.grader, {k: v for k, v in config.checks.items()})
-        return cls(name, config, assignment, executor or NbclientExecutor())
+        if executor is None:
+            from .fork_executor import make_executor
+
+            executor = make_executor(config.limits.engine)
+        return cls(name, config, assignment, executor)
 
     def grade_notebook(self, path: str | Path) -> GradeReport:
         started = time.monotonic()
@@ -63,7 +67,7 @@ class Grader:
         """Check and score the evidence of every run; also used to re-score stored evidence without executing."""
         runs = [item.run for item in evidence]
         per_run = [self.check_run(item) for item in evidence]                   # 6-7. reference, check
-        problems = {n: next((p for p in (task_problem(item, n) for item in evidence) if p), "")
+        problems = {n: next((p for p in (task_not_run(item, n) for item in evidence) if p), "")
                     for n in self.assignment.task_numbers}
         tasks = score(self.assignment, self.config, runs, per_run, problems)    # 8. score
         return GradeReport(                                                      # 9. report (rendered by callers)

@@ -681,27 +681,8 @@ class KernelBox:
     def describe_exit(self) -> str:
         """Why the kernel died, from its exit status (bwrap reports 128 + signal)."""
         code = self.process.poll() if self.process else None
-        if code is None:
-            return ""
-        number = -code if code < 0 else code - 128 if self.sandboxed and code > 128 else None
-        if number is not None and number == getattr(signal, "SIGXCPU", None):
-            return f"it used more than {self.limits.cpu_seconds} s of CPU time"
-        if number is not None and number == getattr(signal, "SIGKILL", None):
-            if self.cgroup is not None and self.cgroup.out_of_memory():
-                return ("it was killed for using more memory than allowed "
-                        f"({self.limits.address_space_mb + self.limits.tmp_size_mb} MiB for all its processes)")
-            return (f"it was killed (SIGKILL): it ignored the warning at {self.limits.cpu_seconds} s of CPU time and "
-                    f"reached the hard limit of {self.limits.cpu_seconds_hard} s, or it killed itself")
-        if number is not None and number == getattr(signal, "SIGSEGV", None):
-            return "it crashed with a segmentation fault"
-        if number is not None and number == getattr(signal, "SIGXFSZ", None):
-            return f"it wrote a file larger than {self.limits.file_size_mb} MiB"
-        if number is not None:
-            try:
-                return f"it was stopped by signal {signal.Signals(number).name}"
-            except ValueError:
-                return f"it was stopped by signal {number}"
-        return f"it exited with status {code} (os._exit, sys.exit in a thread, or a crash)"
+        out_of_memory = self.cgroup is not None and self.cgroup.out_of_memory()
+        return describe_exit_code(code, self.sandboxed, self.limits, out_of_memory)
 
     # ---- the end
     def close(self) -> None:
@@ -734,6 +715,33 @@ class KernelBox:
                     pass
         self._info_read = self._info_write = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def describe_exit_code(code: int | None, bwrap_convention: bool, limits: Limits, out_of_memory: bool = False) -> str:
+    """Why a kernel died, from its exit status: negative = signal (Popen), or 128 + signal as bwrap reports it.
+
+    Shared by both engines, so a death reads the same whichever ran the notebook."""
+    if code is None:
+        return ""
+    number = -code if code < 0 else code - 128 if bwrap_convention and code > 128 else None
+    if number is not None and number == getattr(signal, "SIGXCPU", None):
+        return f"it used more than {limits.cpu_seconds} s of CPU time"
+    if number is not None and number == getattr(signal, "SIGKILL", None):
+        if out_of_memory:
+            return ("it was killed for using more memory than allowed "
+                    f"({limits.address_space_mb + limits.tmp_size_mb} MiB for all its processes)")
+        return (f"it was killed (SIGKILL): it ignored the warning at {limits.cpu_seconds} s of CPU time and "
+                f"reached the hard limit of {limits.cpu_seconds_hard} s, or it killed itself")
+    if number is not None and number == getattr(signal, "SIGSEGV", None):
+        return "it crashed with a segmentation fault"
+    if number is not None and number == getattr(signal, "SIGXFSZ", None):
+        return f"it wrote a file larger than {limits.file_size_mb} MiB"
+    if number is not None:
+        try:
+            return f"it was stopped by signal {signal.Signals(number).name}"
+        except ValueError:
+            return f"it was stopped by signal {number}"
+    return f"it exited with status {code} (os._exit, sys.exit in a thread, or a crash)"
 
 
 def sweep(marker: str | None, uid: int | None, tree: set[int] = frozenset()) -> list[int]:

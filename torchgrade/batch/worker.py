@@ -76,6 +76,20 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
+def warm_validator() -> None:
+    """nbformat builds its validator (and a URI grammar, 1-2 s) on first use: once here, in the fork server that
+    preloads this module, instead of once in every worker."""
+    try:
+        import nbformat
+
+        nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("pass")]))
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
+
+
+warm_validator()
+
+
 # ----------------------------------------------------------------------- in the worker
 
 def bare(reason: str) -> str:
@@ -83,21 +97,13 @@ def bare(reason: str) -> str:
     return reason.removeprefix("could not grade: ")
 
 
-def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_path: str, log_path: str,
-                    batch_pid: int) -> None:
-    """The worker process's whole life: grade one notebook, write the result, exit."""
-    os.setsid()
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() in (1, batch_pid):  # the fork server died before the line above took effect
-        os._exit(1)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+def grade_to_data(config_json: str, name: str, path: str, shown: str, zygote=None) -> dict:
+    """Grade one notebook; the outcome as plain JSON-able data (what a worker writes, what a Dask task returns)."""
     started = time.monotonic()
     result: dict = {}
     try:
         entry = AssignmentConfig.model_validate_json(config_json)
-        grader = RecordingGrader.from_config(name, entry)
+        grader = RecordingGrader.from_config(name, entry, executor=executor_for(entry, zygote))
         report = replace(grader.grade_notebook(path), submission=shown)
         result = {"status": "graded", "report": report.to_dict()}
         try:
@@ -116,6 +122,20 @@ def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_p
     result["wall_seconds"] = round(time.monotonic() - started, 3)
     result["worker_peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["kernel_peak_rss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return result
+
+
+def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_path: str, log_path: str,
+                    batch_pid: int, zygote=None) -> None:
+    """The worker process's whole life: grade one notebook, write the result, exit."""
+    os.setsid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() in (1, batch_pid):  # the fork server died before the line above took effect
+        os._exit(1)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    result = grade_to_data(config_json, name, path, shown, zygote)
     temporary = result_path + ".partial"
     with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(result, handle, ensure_ascii=False)
@@ -123,6 +143,15 @@ def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_p
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # no atexit handlers, no waiting for stray threads
+
+
+def executor_for(entry: AssignmentConfig, zygote):
+    """The batch slot's warm zygote when it has one (a ZygoteClient); else the configured engine."""
+    from ..fork_executor import FallbackExecutor, WarmExecutor, make_executor
+
+    if zygote is not None:
+        return FallbackExecutor(WarmExecutor(zygote))
+    return make_executor(entry.limits.engine)
 
 
 # ------------------------------------------------------------------- in the batch process
@@ -180,13 +209,21 @@ class Pool:
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["torchgrade.batch.worker"])
         self.running: dict[int, tuple[Job, multiprocessing.process.BaseProcess, float]] = {}
+        self.zygotes = ZygoteSlots(config, self.jobs)
         self.initial_children: set[int] = set()
         self.subreaper = False
         self.started = 0
+        self.saved_pythonpath: str | None = None
 
     def __enter__(self) -> "Pool":
         self.initial_children = set(self._children())
         self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        # The fork server is a fresh interpreter that ignores our sys.path (Python 3.11 drops it): make it import
+        # this very torchgrade (a checkout run as `python path/grade.py` from elsewhere, or beside an installed one).
+        self.saved_pythonpath = os.environ.get("PYTHONPATH")
+        package_root = str(Path(__file__).resolve().parents[2])
+        os.environ["PYTHONPATH"] = os.pathsep.join([package_root] + ([self.saved_pythonpath]
+                                                                    if self.saved_pythonpath else []))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -194,9 +231,14 @@ class Pool:
             kill_tree(process.pid)
             process.join(5)
         self.running.clear()
+        self.zygotes.close()
         self.reap_orphans()
         if self.subreaper:
             _prctl(PR_SET_CHILD_SUBREAPER, 0)
+        if self.saved_pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = self.saved_pythonpath
 
     def _children(self) -> list[int]:
         me = os.getpid()
@@ -240,10 +282,11 @@ class Pool:
         return self.jobs - len(self.running)
 
     def start(self, job: Job) -> None:
+        zygote = self.zygotes.take(job.number)
         process = self.context.Process(
             target=grade_in_worker, name=f"torchgrade-worker-{job.number}", daemon=False,
             args=(self.config_json, self.name, str(job.path), job.shown, str(job.result_path), str(job.log_path),
-                  os.getpid()),
+                  os.getpid(), zygote),
         )
         process.start()
         self.started += 1
@@ -260,6 +303,7 @@ class Pool:
         for sentinel in ready:
             job, process, started = self.running.pop(sentinel)
             process.join()
+            self.zygotes.give_back(job.number)
             ended.append(self._collect(job, process, time.monotonic() - started))
         now = time.monotonic()
         for sentinel, (job, process, started) in list(self.running.items()):
@@ -267,6 +311,7 @@ class Pool:
                 del self.running[sentinel]
                 kill_tree(process.pid)
                 process.join()
+                self.zygotes.give_back(job.number, suspect=True)
                 ended.append(WorkerResult(job, "failed", failure_kind="submission", wall_seconds=now - started,
                                           reason=f"grading took longer than {self.budget:g} s "
                                                  "and was stopped"))
@@ -286,21 +331,75 @@ class Pool:
             return WorkerResult(job, "failed", failure_kind="submission", wall_seconds=wall,
                                 reason=f"the grading process died ({how}), "
                                        "possibly stopped by the submission's code")
-        result = WorkerResult(job, data["status"], failure_kind=data.get("failure_kind"), reason=data.get("reason"),
-                              wall_seconds=data.get("wall_seconds", wall),
-                              worker_peak_rss_kb=data.get("worker_peak_rss_kb"),
-                              kernel_peak_rss_kb=data.get("kernel_peak_rss_kb"), notes=data.get("notes") or [])
-        if result.status == "graded":
-            from ..evidence_store import report_from_dict
+        return worker_result(job, data, wall)
 
+
+def worker_result(job: Job, data: dict, wall: float) -> WorkerResult:
+    """A worker's (or a Dask task's) JSON result as the batch records it."""
+    result = WorkerResult(job, data["status"], failure_kind=data.get("failure_kind"), reason=data.get("reason"),
+                          wall_seconds=data.get("wall_seconds", wall),
+                          worker_peak_rss_kb=data.get("worker_peak_rss_kb"),
+                          kernel_peak_rss_kb=data.get("kernel_peak_rss_kb"), notes=data.get("notes") or [])
+    if result.status == "graded":
+        from ..evidence_store import report_from_dict
+
+        try:
+            result.report = report_from_dict(data["report"])
+        except (KeyError, TypeError, ValueError) as problem:
+            return WorkerResult(job, "failed", failure_kind="grader", wall_seconds=wall,
+                                reason=f"the worker's result was unreadable ({problem})")
+        evidence = data.get("evidence")
+        result.evidence_json = evidence if isinstance(evidence, list) else None
+    return result
+
+
+class ZygoteSlots:
+    """One warm zygote per worker slot (engine: warm), started on first use and lent to one job at a time.
+
+    A zygote that no longer answers when its job ends (or whose job overran its budget) is replaced."""
+
+    def __init__(self, config: AssignmentConfig, slots: int):
+        self.mode, self.wanted, self.slots = config.limits.sandbox, config.limits.engine == "warm", slots
+        self.free: list = []
+        self.lent: dict[int, object] = {}
+        self.count = 0
+
+    def take(self, job: int):
+        if not self.wanted:
+            return None
+        if not self.free and self.count < self.slots:
+            from ..fork_executor import say_fallback, warm_problem
+            from ..sandbox import isolation
+            from ..zygote import WarmUnavailable, Zygote, ZygoteFailure
+
+            problem = warm_problem()
             try:
-                result.report = report_from_dict(data["report"])
-            except (KeyError, TypeError, ValueError) as problem:
-                return WorkerResult(job, "failed", failure_kind="grader", wall_seconds=wall,
-                                    reason=f"the worker's result was unreadable ({problem})")
-            evidence = data.get("evidence")
-            result.evidence_json = evidence if isinstance(evidence, list) else None
-        return result
+                if problem:
+                    raise WarmUnavailable(problem)
+                self.free.append(Zygote(isolation(self.mode)))
+                self.count += 1
+            except (WarmUnavailable, ZygoteFailure) as failure:
+                say_fallback(f"the warm engine is unavailable ({failure.reason})")
+                self.wanted = False
+                return None
+        zygote = self.free.pop()
+        self.lent[job] = zygote
+        return zygote.client
+
+    def give_back(self, job: int, suspect: bool = False) -> None:
+        zygote = self.lent.pop(job, None)
+        if zygote is None:
+            return
+        if suspect or not zygote.alive():
+            zygote.close()
+            self.count -= 1
+        else:
+            self.free.append(zygote)
+
+    def close(self) -> None:
+        for zygote in self.free + list(self.lent.values()):
+            zygote.close()
+        self.free, self.lent, self.count = [], {}, 0
 
 
 def log_tail(job: Job) -> str:

@@ -1,0 +1,200 @@
+"""The warm engine (fork_executor.py, zygote.py, zygote_runtime.py).
+
+- It gives the same reports as the kernel engine on the whole computational_graph corpus
+  (the kernel side is conftest's session fixture, graded once; the hostile corpus is
+  compared in test_hostile.py).
+- Each run is a child forked from the zygote with the kernel engine's guarantees: IPython
+  behaviour, isolation (own PID, mount and network namespaces, uid, no capabilities),
+  limits, "interrupt, then replace", bounded output, and nothing left running afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import ASSIGNMENT, CORPUS, corpus_files
+from torchgrade import fork_executor, sandbox, zygote
+from torchgrade.config import Limits
+from torchgrade.executor import NbclientExecutor, PlannedCell
+from torchgrade.fork_executor import WarmExecutor, make_executor
+from torchgrade.instrument import prelude_source
+from torchgrade.pipeline import Grader
+
+BWRAP, NO_SANDBOX = sandbox.probe_sandbox() if sys.platform.startswith("linux") else (None, "not Linux")
+pytestmark = [pytest.mark.skipif(fork_executor.warm_problem() is not None, reason=str(fork_executor.warm_problem())),
+              pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no sandbox here: {NO_SANDBOX}")]
+LIMITS = Limits(cell_timeout=8, notebook_timeout=60)
+MARK = "torchgrade-warm-test-daemon"
+
+
+def comparable(report) -> dict:
+    """Everything a student or instructor reads, without timings."""
+    return {"score": report.score,
+            "checks": [(c.id, c.score, c.passed, c.expected, c.found, c.hint, c.note, c.error) for c in report.checks],
+            "notes": sorted(report.notes), "runs": report.runs}
+
+
+def execute(*sources: str, keep: bool = True, limits: Limits = LIMITS, engine=None, given: tuple[int, ...] = ()):
+    cells = [PlannedCell(prelude_source(), "prelude")]
+    for number, source in enumerate(sources, start=1):
+        if number in given:
+            cells.append(PlannedCell(source, "given", number, resumable=True))
+        else:
+            cells.append(PlannedCell(source, "student", number, position=number, keep_stdout=keep))
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"torchgrade-warm-{os.getpid()}-{time.monotonic_ns()}"
+    workdir.mkdir()
+    (workdir / "submission.ipynb").write_text("{}")
+    try:
+        return (engine or WarmExecutor()).execute(cells, limits, workdir)
+    finally:
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+def stdout_of(result) -> list[str]:
+    return [cell.stdout.strip() for cell in result.cells[1:]]
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+@pytest.fixture(scope="module")
+def warm_reports():
+    grader = Grader.from_config("computational_graph", ASSIGNMENT, executor=WarmExecutor())
+    names = corpus_files("correct", "mistake", "format")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(names, pool.map(lambda name: grader.grade_notebook(CORPUS / name), names)))
+
+
+@pytest.mark.parametrize("name", corpus_files("correct", "mistake", "format"))
+def test_warm_engine_grades_the_corpus_exactly_as_the_kernel_engine(corpus_reports, warm_reports, name):
+    assert comparable(warm_reports[name]) == comparable(corpus_reports[name])
+
+
+# ----------------------------------------------------------------------------- a run is a kernel
+
+def test_cells_run_as_in_a_kernel():
+    result = execute("import asyncio\nawait asyncio.sleep(0)\nprint('awaited')",
+                     "%time value = 6 * 7\nprint(get_ipython().user_ns['value'])",
+                     "from IPython.display import display\ndisplay('shown')\n'the last value'\nprint('ok')",
+                     "raise ValueError('boom')", "print('after the error')")
+    shown = stdout_of(result)
+    assert "Wall time" in shown[1] and shown[1].endswith("42")  # %time works and prints, as in a kernel
+    assert shown[:1] + shown[2:] == ["awaited", "ok", "", "after the error"]
+    assert [c.status for c in result.cells] == ["ok", "ok", "ok", "ok", "error", "ok"]
+    assert (result.cells[4].error_name, result.cells[4].error_value) == ("ValueError", "boom")
+
+
+def test_errors_read_as_in_a_kernel():
+    """A SyntaxError's message names the cell's file: ipykernel's compiler names it the same way in both engines."""
+    sources = ("x = (1,", "import torch\ntorch.ones(2) @ torch.ones(3)")
+    warm, kernel = execute(*sources), execute(*sources, engine=NbclientExecutor())
+    assert [(c.status, c.error_name, c.error_value) for c in warm.cells] == \
+        [(c.status, c.error_name, c.error_value) for c in kernel.cells]
+
+
+def test_a_run_is_isolated_from_the_grader_the_zygote_and_other_runs(monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "warm-secret-token")
+    result = execute(
+        "import os\nprint(os.getpid(), os.getppid(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))",
+        "def environ(pid):\n    try:\n        return open(f'/proc/{pid}/environ', 'rb').read()\n"
+        "    except OSError:\n        return b''\n"
+        "print('GITHUB_TOKEN' in os.environ, any(b'warm-secret' in environ(p) for p in os.listdir('/proc')))",
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 22), timeout=2)\n    print('network')\n"
+        "except OSError:\n    print('no network')",
+        "status = open('/proc/self/status').read()\nprint([l.split()[1] for l in status.splitlines() "
+        "if l.startswith(('CapEff', 'CapPrm', 'NoNewPrivs'))], os.getuid() != 0)",
+        "print(os.getcwd(), os.listdir('.'), os.access('submission.ipynb', os.W_OK))",
+        "import sys\nprint(hasattr(sys, '_torchgrade_secret'))")
+    assert stdout_of(result) == ["2 1 [1, 2]", "False False", "no network",
+                                 "['0000000000000000', '0000000000000000', '1'] True",
+                                 "/tmp/work ['submission.ipynb'] False", "False"]
+    assert "warm zygote" in result.isolation
+
+
+def leftover_daemons() -> list[int]:
+    found = []
+    for pid in sandbox._proc_pids():
+        try:
+            if MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_every_process_a_run_started_is_gone_when_it_ends():
+    daemon = (f"import subprocess\nsubprocess.Popen(['/bin/sh', '-c', 'exec -a {MARK} sleep 600'], "
+              "start_new_session=True)\nimport os\nif os.fork() == 0:\n    os.setsid()\n"
+              f"    if os.fork() == 0:\n        os.execv('/bin/sh', ['{MARK}', '-c', 'sleep 600'])\n    os._exit(0)\n"
+              "print('started')")
+    result = execute(daemon)
+    assert stdout_of(result) == ["started"]
+    assert leftover_daemons() == []
+
+
+def test_a_cell_that_ignores_the_interrupt_is_replaced_and_grading_resumes_at_the_next_given_cell():
+    stubborn = "import time\nwhile True:\n    try:\n        time.sleep(60)\n    except KeyboardInterrupt:\n        pass"
+    result = execute("print('before')", stubborn, "print('skipped')", "value = 1", "print('resumed', value)",
+                     limits=Limits(cell_timeout=3, notebook_timeout=60), given=(4,))
+    assert [c.status for c in result.cells[1:]] == ["ok", "timeout", "not_run", "ok", "ok"]
+    assert stdout_of(result)[-1] == "resumed 1"
+    assert "cell 2 (task 2) did not stop when interrupted, so its kernel was replaced" in result.events
+    assert "a fresh kernel was started; grading resumed at the grader's given cell before task 4" in result.events
+
+
+def test_an_interrupted_cell_keeps_its_run():
+    result = execute("import time\ntime.sleep(60)", "print('same run')", limits=Limits(cell_timeout=2))
+    assert [c.status for c in result.cells[1:]] == ["timeout", "ok"]
+    assert result.events == ["cell 1 (task 1) ran longer than 2 s and was interrupted"]
+
+
+def test_a_crash_is_reported_like_a_kernel_death():
+    result = execute("import os\nos._exit(3)", "print('lost')")
+    assert result.cells[1].status == "kernel_died"
+    assert any("it exited with status 3" in event for event in result.events)
+
+
+def test_the_cpu_budget_counts_the_students_code_only():
+    result = execute("import resource\nsoft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+                     "print(soft <= 2 + 4, hard <= 2 + 6)", limits=Limits(cpu_seconds=4, cpu_seconds_hard=6))
+    assert stdout_of(result) == ["True True"]
+
+
+def test_output_is_bounded():
+    result = execute("print('x' * (17 * 2**20))", "print('y' * 5000)",
+                     engine=WarmExecutor(probe_output_bytes=1000))
+    assert "the kernel sent a message larger than 16 MiB; it was dropped" in result.events
+    assert len(result.cells[2].stdout) == 1000 and result.cells[2].truncated
+
+
+def test_each_run_has_its_own_secret_and_signs_with_it():
+    first, second = execute("pass"), execute("pass")
+    assert first.secret and second.secret and first.secret != second.secret
+
+
+# ----------------------------------------------------------------------------- the zygote
+
+def test_a_dead_zygote_is_replaced_and_the_run_retried():
+    isolation = sandbox.isolation(LIMITS.sandbox)
+    before = zygote.shared_zygote(isolation)
+    os.killpg(before.process.pid, 9)
+    before.process.wait()
+    result = execute("print('fine')")
+    assert stdout_of(result) == ["fine"]
+    assert zygote.shared_zygote(isolation) is not before
+
+
+def test_where_runs_cannot_be_forked_the_kernel_engine_takes_over_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(fork_executor, "warm_problem", lambda: "forked runs need Linux namespaces; this is darwin")
+    fork_executor._said.clear()
+    assert isinstance(make_executor("warm"), NbclientExecutor)
+    assert isinstance(make_executor("warm"), NbclientExecutor)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["torchgrade: the warm engine is unavailable (forked runs need Linux namespaces; this is darwin); "
+                     "using --engine kernel"]

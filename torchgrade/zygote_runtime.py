@@ -1,0 +1,566 @@
+"""The warm engine's zygote, and the runs it forks: the only engine code that runs where students do.
+
+Not imported by the grader. Started as ``python -I zygote_runtime.py LISTEN_FD`` (inside the
+bubblewrap sandbox, bound read-only at /run/torchgrade/ beside kernel_launcher.py, whose
+lock-down functions it reuses). It imports torch, IPython and what autograd imports lazily,
+builds one pristine ``InteractiveShell`` and never runs student code itself. Then it waits on
+the grader's listening socket. Each request carries two sockets of a new run (``ctl`` for
+cells and results, ``mon`` for the run's supervisor) and is served by a fork:
+
+    zygote ─ fork ─▶ supervisor: own mount, network, IPC and UTS namespaces; a fresh tmpfs on
+                     /tmp (the working folder /tmp/work holds a read-only copy of the
+                     submission) and on /dev/shm; answers "interrupt"/"kill" on mon and reports
+                     how the run ended
+                 └─ fork ─▶ init (PID 1 of a new PID namespace): mounts its /proc, reaps, and
+                            exits with the runner's status; when it dies, the kernel kills
+                            every process of the namespace (daemons included)
+                          └─ fork ─▶ runner (PID 2): rlimits, its own uid (as root), no
+                                     capabilities, no_new_privs; reads the run's secret; runs
+                                     each cell with the shell, keeps only what grading needs
+
+Why three processes: the runner must not be PID 1 (PID 1 ignores SIGXCPU and a SIGKILL it
+sends itself, which a kernel would die of), and the supervisor stays outside the run's PID
+namespace so that nothing in the run can see it, the zygote, or another run.
+
+Frames on ctl: 4-byte big-endian length, one type byte, payload. Grader -> run: S settings
+(JSON), F file (name NUL bytes), K secret, C cell (JSON), Q quit. Run -> grader: R ready,
+O stdout of a kept cell, D cell done (JSON), E event (text). On mon (datagrams): grader ->
+supervisor "interrupt" | "kill"; supervisor -> grader {"runner": pid} then {"exit": code}
+(``code`` as bwrap reports it: the exit status, or 128 + the signal).
+"""
+
+import ctypes
+import gc
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import kernel_launcher  # noqa: E402 - bound beside this file; its lock-down functions are reused as they are
+
+del sys.path[0]
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 24, 47, 4
+HEADER = struct.Struct(">IB")
+MAX_FRAME = 64 * 2**20
+WORKDIR = "/tmp/work"
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def check(result, what):
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def mount(source, target, fstype, flags, data=""):
+    check(libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                     data.encode() if data else None), f"mount {target}")
+
+
+# ----------------------------------------------------------------------------- frames
+
+def send_frame(sock, kind, payload=b""):
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8", "replace")
+    sock.sendall(HEADER.pack(len(payload), ord(kind)) + payload)
+
+
+def recv_exact(sock, count):
+    data = bytearray()
+    while len(data) < count:
+        chunk = sock.recv(min(count - len(data), 1 << 20))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return bytes(data)
+
+
+def recv_frame(sock):
+    length, kind = HEADER.unpack(recv_exact(sock, HEADER.size))
+    if length > MAX_FRAME:
+        raise EOFError
+    return chr(kind), recv_exact(sock, length)
+
+
+# ----------------------------------------------------------------------------- the zygote
+
+def warm():
+    """Import now what every run needs, without running a torch op (a forked child would hang on its pool)."""
+    import torch  # noqa: F401
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401 - the first autograd.grad(grad_outputs=...) imports sympy
+    import torch.autograd.functional  # noqa: F401
+    import inspect  # noqa: F401
+    import hmac  # noqa: F401
+    import _hashlib  # noqa: F401
+    import asyncio  # noqa: F401 - top-level await
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+    return make_shell()
+
+
+def make_shell():
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    class QuietHook(DisplayHook):
+        """The last expression is formatted (its repr runs, as in a kernel) and dropped, as a kernel's execute_result is."""
+
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            self.shell.kernel.session.send(None, "execute_result", {"data": format_dict, "metadata": md_dict or {}})
+
+    class QuietPublisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+            kind = "update_display_data" if update else "display_data"
+            self.shell.kernel.session.send(None, kind, {"data": data, "metadata": metadata or {},
+                                                        "transient": transient or {}})
+
+        def clear_output(self, wait=False):
+            pass
+
+    class WarmShell(InteractiveShell):
+        def _showtraceback(self, etype, evalue, stb):
+            self.kernel.session.send(None, "error", {"traceback": [], "ename": str(etype.__name__),
+                                                     "evalue": str(evalue)})
+
+        def system(self, cmd):  # the instrumenter removes shell escapes; anything left does nothing
+            return None
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.HistoryManager.hist_file = ":memory:"
+    config.InteractiveShell.colors = "NoColor"
+    config.InteractiveShell.xmode = "Plain"
+    try:  # ipykernel's compiler names cells as a kernel does (a SyntaxError's message shows the name)
+        from ipykernel.compiler import XCachingCompiler as compiler_class
+    except ImportError:
+        from IPython.core.compilerop import CachingCompiler as compiler_class
+    shell = WarmShell.instance(config=config, displayhook_class=QuietHook, display_pub_class=QuietPublisher,
+                               compiler_class=compiler_class)
+    return shell
+
+
+RESERVED = []
+
+
+def reserve_like_a_kernel(megabytes):
+    """Leave the student the room under RLIMIT_AS that a kernel leaves: a forked run starts with half a kernel's
+    address space (no ipykernel threads and their malloc arenas), so the difference is reserved, inaccessible."""
+    import mmap
+
+    with open("/proc/self/status") as handle:
+        size = next(int(line.split()[1]) for line in handle if line.startswith("VmSize:")) * 1024
+    missing = megabytes * 2**20 - size
+    if missing > 0:
+        RESERVED.append(mmap.mmap(-1, missing, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0x4000),
+                                  prot=0))  # PROT_NONE
+
+
+class Session:
+    """What a kernel's session is to code in a cell: every message goes out through ``send``.
+
+    As in ipykernel, stdout, stderr, displays, results and errors are messages passed to
+    ``kernel.session.send``, so a cell that patches it changes what leaves the run exactly as it
+    would in a kernel (and gains nothing more: snapshots are signed)."""
+
+    def __init__(self, deliver):
+        self._deliver = deliver
+
+    def msg(self, msg_type, content=None, parent=None, header=None, metadata=None):
+        return {"header": {"msg_type": msg_type, **(header or {})}, "msg_id": "", "msg_type": msg_type,
+                "parent_header": parent or {}, "content": content or {}, "metadata": metadata or {}}
+
+    def send(self, stream, msg_or_type, content=None, parent=None, ident=None, buffers=None, track=False,
+             header=None, metadata=None):
+        msg = msg_or_type if isinstance(msg_or_type, dict) else self.msg(msg_or_type, content, parent, header,
+                                                                          metadata)
+        self._deliver(msg)
+        return msg
+
+
+class Kernel:
+    """``get_ipython().kernel``: the parts of an ipykernel that cells reach for."""
+
+    def __init__(self, session):
+        self.session = session
+        self.iopub_socket = None
+
+
+def serve(listener, shell):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
+    gc.freeze()  # keep the collector from touching (copying) the zygote's pages in every child
+    print("ready", flush=True)
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except InterruptedError:
+            continue
+        try:
+            message, fds, _, _ = socket.recv_fds(connection, 65536, 2)
+            request = json.loads(message.decode() or "{}")
+            if request.get("op") == "ping":
+                connection.send(b'{"pong": true}')
+            elif request.get("op") == "spawn" and len(fds) == 2:
+                pid = os.fork()
+                if pid == 0:
+                    supervise(fds[0], fds[1], listener, connection, shell)  # never returns
+                connection.send(json.dumps({"supervisor": pid}).encode())
+        except (OSError, ValueError):
+            pass
+        finally:
+            for fd in locals().get("fds", ()):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            connection.close()
+
+
+# ----------------------------------------------------------------------------- one run
+
+def close_other_fds(keep):
+    for fd in sorted(int(n) for n in os.listdir("/proc/self/fd") if int(n) > 2 and int(n) not in keep):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def supervise(ctl_fd, mon_fd, listener, connection, shell):
+    code = 255
+    try:
+        die_with_parent()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        listener.close()
+        connection.close()
+        close_other_fds({ctl_fd, mon_fd})
+        ctl = socket.socket(fileno=ctl_fd)
+        mon = socket.socket(fileno=mon_fd)
+        kind, payload = recv_frame(ctl)
+        settings = json.loads(payload)
+        files = []
+        for _ in range(settings["files"]):
+            kind, payload = recv_frame(ctl)
+            name, _, data = payload.partition(b"\0")
+            files.append((os.path.basename(name.decode()), data))
+        isolate(settings, files)
+        # The run's init mounts its own /proc over this one (the mount namespace is shared with it); keep a handle
+        # on the zygote's /proc, where the run's processes have the pids this supervisor can signal.
+        proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+        init = os.fork()
+        if init == 0:
+            mon.close()
+            os.close(proc)
+            be_init(ctl, settings, shell)
+        ctl.close()
+        code = watch(mon, init, proc)
+    except BaseException:  # noqa: BLE001 - whatever happened, the grader hears how the run ended
+        import traceback
+
+        traceback.print_exc()
+    os._exit(code)
+
+
+def isolate(settings, files):
+    """New namespaces for this run; then its own /tmp (sandbox) or its host folder (no sandbox)."""
+    flags = CLONE_NEWPID | CLONE_NEWNS
+    if settings["sandbox"]:
+        flags |= CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    if settings.get("user_namespace"):
+        flags |= CLONE_NEWUSER
+    check(libc.unshare(flags), "unshare")
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    if not settings["sandbox"]:
+        return
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={settings['tmp_size_mb']}m,mode=1777")
+    if os.path.isdir("/dev/shm"):
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    os.mkdir(WORKDIR)
+    os.chmod(WORKDIR, 0o777)
+    for name, data in files:
+        path = f"{WORKDIR}/{name}"
+        with open(path, "wb") as handle:
+            handle.write(data)
+        os.chmod(path, 0o444)
+        mount(path, path, None, MS_BIND)
+        mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def watch(mon, init, proc):
+    """Relay the grader's interrupt/kill; report the run's end. The run dies with the grader's end of mon."""
+    import select
+
+    pidfd = os.pidfd_open(init)
+    while True:
+        ready, _, _ = select.select([mon, pidfd], [], [])
+        if pidfd in ready:
+            _, status = os.waitpid(init, 0)
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code
+            try:
+                mon.send(json.dumps({"exit": code}).encode())
+            except OSError:
+                pass
+            return 0
+        try:
+            order = mon.recv(64)
+        except OSError:
+            order = b""
+        if order == b"interrupt":
+            runner = runner_pid(init, proc)
+            if runner:
+                try:
+                    os.kill(runner, signal.SIGINT)
+                except OSError:
+                    pass
+        else:  # "kill", or the grader went away
+            os.kill(init, signal.SIGKILL)
+
+
+def runner_pid(init, proc):
+    try:
+        with open(os.open(f"{init}/task/{init}/children", os.O_RDONLY, dir_fd=proc)) as handle:
+            children = handle.read().split()
+        return int(children[0]) if children else None
+    except (OSError, ValueError):
+        return None
+
+
+def be_init(ctl, settings, shell):
+    """PID 1 of the run: its /proc, then the runner; it exits with the runner's status, taking the namespace along."""
+    code = 255
+    try:
+        die_with_parent()
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
+            signal.signal(number, signal.SIG_IGN)
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        runner = os.fork()
+        if runner == 0:
+            for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(number, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python process
+            run(ctl, settings, shell)
+        ctl.close()
+        while True:
+            pid, status = os.waitpid(-1, 0)
+            if pid == runner:
+                code = os.waitstatus_to_exitcode(status)
+                code = 128 - code if code < 0 else code
+                break
+    except BaseException:  # noqa: BLE001
+        pass
+    os._exit(code & 0xFF)
+
+
+# ----------------------------------------------------------------------------- the runner
+
+def lock_down(settings):
+    """What kernel_launcher does before a kernel starts, in the same order; plus no capabilities at all."""
+    limits = dict(settings["rlimits"])
+    soft, hard = limits["cpu_seconds"]
+    # The run's own start-up (the probe) gets the launcher's allowance; the probe then tightens it.
+    limits["cpu_seconds"] = [soft + kernel_launcher.STARTUP_CPU_SECONDS, hard + kernel_launcher.STARTUP_CPU_SECONDS]
+    sys._torchgrade_cpu_budget = (soft, hard)
+    reserve_like_a_kernel(settings.get("kernel_address_space_mb", 0))
+    kernel_launcher.apply_limits(limits)
+    for capability in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: no more caps
+            break
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    if settings.get("uid") is not None:
+        kernel_launcher.drop_privileges(settings["uid"], settings["gid"])
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (ctypes.c_uint32 * 6)()
+    check(libc.capset(header, data), "capset")
+    kernel_launcher.no_new_privileges()
+
+
+class Output:
+    """sys.stdout or sys.stderr of a run: each write is a "stream" message sent through the session."""
+
+    def __init__(self, name, session):
+        self.name, self._session = name, session
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if text:
+            self._session.send(None, self._session.msg("stream", {"name": self.name, "text": text}))
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        raise OSError("no file descriptor")
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def readable(self):
+        return False
+
+    def writable(self):
+        return True
+
+
+class Outbox:
+    """Where the session's messages go: a kept cell's stdout to the grader (bounded), its first error, sizes.
+
+    A message larger than a kernel's ZMQ sockets accept is dropped with the event the kernel engine reports."""
+
+    def __init__(self, ctl, settings):
+        self.ctl, self.limit, self.message_limit = ctl, settings["probe_output_bytes"], settings["max_message_bytes"]
+        self.start(False)
+
+    def start(self, keep):
+        self.keep, self.sent, self.truncated, self.big, self.error = keep, 0, False, False, {}
+
+    def __call__(self, msg):
+        try:
+            kind, content = msg.get("msg_type") or msg["header"]["msg_type"], msg.get("content") or {}
+            size = sum(len(v) for v in walk_strings(content))
+        except Exception:  # noqa: BLE001 - a message a cell built by hand
+            return
+        if size > self.message_limit:
+            self.big = True
+            return
+        if kind == "stream" and content.get("name") == "stdout" and self.keep:
+            text = content.get("text", "")
+            text = text if isinstance(text, str) else ""
+            room = self.limit - self.sent
+            if len(text) > room:
+                self.truncated = True
+            piece = text[: max(room, 0)]
+            if piece:
+                self.sent += len(piece)
+                send_frame(self.ctl, "O", piece)
+        elif kind == "error" and not self.error:
+            self.error = {"name": text_of(lambda: content.get("ename", ""), 200),
+                          "value": text_of(lambda: content.get("evalue", ""), 500)}
+
+
+def walk_strings(value, depth=0):
+    if isinstance(value, (str, bytes)):
+        yield value
+    elif isinstance(value, dict) and depth < 4:
+        for item in value.values():
+            yield from walk_strings(item, depth + 1)
+    elif isinstance(value, (list, tuple)) and depth < 4:
+        for item in value:
+            yield from walk_strings(item, depth + 1)
+
+
+def run(ctl, settings, shell):
+    code = 0
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        lock_down(settings)
+        kind, secret = recv_frame(ctl)
+        sys._torchgrade_secret = secret.decode("ascii", "replace") if kind == "K" else ""
+        del secret
+        os.environ.clear()
+        os.environ.update(settings["environment"])
+        os.chdir(settings["cwd"])
+        import torch
+
+        torch.set_num_threads(1)
+        serve_cells(ctl, settings, shell)
+    except (EOFError, OSError):
+        code = 0
+    os._exit(code)
+
+
+def serve_cells(ctl, settings, shell):
+    outbox = Outbox(ctl, settings)
+    session = Session(outbox)
+    shell.kernel = Kernel(session)
+    sys.stdout, sys.stderr = Output("stdout", session), Output("stderr", session)
+    sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr
+    send_frame(ctl, "R")
+    while True:
+        try:
+            kind, payload = recv_frame(ctl)
+        except KeyboardInterrupt:
+            continue
+        if kind != "C":
+            return
+        cell = json.loads(payload)
+        outbox.start(bool(cell["keep_stdout"]))
+        try:
+            shell.run_cell(cell["source"], store_history=False)
+        except KeyboardInterrupt:
+            outbox.error = outbox.error or {"name": "KeyboardInterrupt", "value": ""}
+        outbox.keep = False
+        done = {"index": cell["index"], "error_name": outbox.error.get("name", ""),
+                "error_value": outbox.error.get("value", ""), "truncated": outbox.truncated, "big": outbox.big}
+        send_frame(ctl, "D", json.dumps(done))
+        if shell.exit_now:
+            return
+
+
+def text_of(function, limit):
+    try:
+        return str(function())[:limit]
+    except BaseException:  # noqa: BLE001 - a student's __str__
+        return "?"
+
+
+def die_with_parent():
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def self_test(sandboxed):
+    """Can a run get its namespaces here? Answered once, before the zygote says it is ready."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            isolate({"sandbox": sandboxed, "tmp_size_mb": 1}, [])
+            os._exit(0)
+        except BaseException as problem:  # noqa: BLE001
+            os.write(1, f"no-namespaces: {problem}\n".encode())
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return status == 0
+
+
+def main():
+    die_with_parent()
+    listener = socket.socket(fileno=int(sys.argv[1]))
+    if not self_test(sys.argv[2] == "sandbox"):
+        return
+    shell = warm()
+    serve(listener, shell)
+
+
+if __name__ == "__main__":
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != HERE]
+    main()
