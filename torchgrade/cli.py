@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="warm: fork each run from a process that has imported torch (fast; Linux); kernel: a "
                              "fresh Jupyter kernel per run (default: limits.engine in config.yaml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
+    authoring = parser.add_argument_group("authoring (instructors; see README)")
+    authoring.add_argument("--assign", type=Path, metavar="SOLUTION",
+                           help="write the exercise notebook generated from SOLUTION (solutions/NAME.ipynb)")
+    authoring.add_argument("--validate", metavar="NAME",
+                           help="prove assignment NAME's checks: solution full marks, exercise the floor, mutants caught")
+    authoring.add_argument("--max-mutants", type=int, default=None, help="--validate: grade at most this many mutants")
     after = parser.add_argument_group("after grading (with --output-dir, no PATH; see docs/batch.md)")
     after.add_argument("--export", action="store_true",
                        help="rebuild grades.csv, the LMS files, feedback/ and report.html from the gradebook")
@@ -100,8 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.assign or args.validate:
+        from .authoring_cli import run_authoring  # instructors only
+
+        return run_authoring(args)
     if not args.paths and not (args.export or args.override or args.clear_override or args.comment):
-        parser.error("give a notebook, folder or zip to grade (or --export/--override/--comment with --output-dir)")
+        parser.error("give a notebook, folder or zip to grade (or --export/--override/--comment with --output-dir, "
+                     "or --assign / --validate)")
     name = entry = None
     try:
         config = load_config(args.config)

@@ -94,6 +94,22 @@ class CheckConfig(Strict):
     hidden: bool = False
 
 
+class Validation(Strict):
+    """`grade.py --validate NAME`: what counts as a valid assignment (README, "Proving the checks")."""
+
+    exercise_floor: float = Field(0, ge=0, description="most points the untouched exercise may earn")
+    equivalent_mutants: dict[str, str] = Field(
+        default_factory=dict, description="mutant name -> why it cannot be told apart from the solution")
+
+    @field_validator("equivalent_mutants")
+    @classmethod
+    def reasons_given(cls, mutants: dict[str, str]) -> dict[str, str]:
+        for name, reason in mutants.items():
+            if not str(reason).strip():
+                raise ValueError(f"{name}: give the reason why this mutant is equivalent")
+        return mutants
+
+
 class LatePolicy(Strict):
     """Late work (applied to exports, never to the stored autograder score; see docs/batch.md)."""
 
@@ -128,6 +144,7 @@ class AssignmentConfig(Strict):
     limits: Limits = Limits()
     random_runs: RandomRuns = RandomRuns()
     checks: dict[str, CheckConfig]
+    validation: Validation = Validation()
     late_policy: LatePolicy | None = None
     lms: LmsExport = LmsExport()
 

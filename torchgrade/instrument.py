@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .assignment import Assignment
 from .evidence import Drawn
+from .authoring import without_self_check
 from .executor import PlannedCell
 from .locate import Layout, StudentCell
 
@@ -106,5 +107,6 @@ def instrument(layout: Layout, assignment: Assignment, inputs: dict[str, Drawn])
 def _add_student_cells(plan: Plan, cells: list[StudentCell], task: int) -> None:
     for cell in cells:
         source, events = neutralize_magics(cell)
+        source = without_self_check(source)  # the notebook's own check() cell: skipped, and no note about it
         plan.events.extend(events)
         plan.cells.append(PlannedCell(source, "student", task, position=cell.position))

@@ -30,6 +30,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from torchgrade.authoring import without_markers  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = REPO / "solutions" / "computational_graph.ipynb"
 EXERCISE = REPO / "exercises" / "computational_graph.ipynb"
@@ -491,7 +494,7 @@ def task_cell_deleted(nb, exercise):
 
 
 @variant("untouched_exercise.ipynb", "mistake",
-         "The exercise notebook handed in unchanged (placeholders: f = None, ...).", ALL_CHECKS)
+         "The exercise notebook handed in unchanged (placeholders: f = ..., ...).", ALL_CHECKS)
 def untouched_exercise(nb, exercise):
     return exercise
 
@@ -596,6 +599,9 @@ def manifest() -> bytes:
 
 def generate() -> dict[str, bytes]:
     solution = nbformat.read(SOLUTION, as_version=4)
+    for cell in solution.cells:  # variants edit the solution's code, not its solution markers
+        if cell.cell_type == "code":
+            cell.source = without_markers(cell.source)
     exercise = nbformat.read(EXERCISE, as_version=4)
     files = {name: render(spec["build"](copy.deepcopy(solution), copy.deepcopy(exercise)))
              for name, spec in VARIANTS.items()}
