@@ -106,7 +106,9 @@ ASSIGNMENT.task(5, "One SGD step", snapshot=["model", *PARAM_PATHS], bridge=REPA
 def _loss_gradients(model, t, omega, *, cut_second_derivative: bool) -> dict[str, torch.Tensor]:
     u = model(t)
     du = torch.autograd.grad(u, t, torch.ones_like(u), create_graph=True)[0]
-    d2u = torch.autograd.grad(du, t, torch.ones_like(du), create_graph=not cut_second_derivative)[0]
+    # Cut: d2u without a graph of its own, its graph kept alive (retain_graph) for the loss's pass.
+    d2u = torch.autograd.grad(du, t, torch.ones_like(du), create_graph=not cut_second_derivative,
+                              retain_graph=True)[0]
     loss = ((d2u + omega**2 * u) ** 2).mean()
     names, parameters = zip(*model.named_parameters())
     return dict(zip(names, torch.autograd.grad(loss, parameters)))
@@ -129,7 +131,8 @@ def reference(inputs) -> dict[int, dict[str, object]]:
     return {
         1: {**plain, "u": u.detach(), "du_dt": du_dt.detach()},
         2: {**plain, "u": u.detach(), "du_dt": du_dt.detach(), "d2u_dt2": d2u_dt2.detach()},
-        3: {"u": u.detach(), "d2u_dt2": d2u_dt2.detach(), "residual": residual.detach(), "loss": loss.detach()},
+        3: {"u": u.detach(), "du_dt": du_dt.detach(), "d2u_dt2": d2u_dt2.detach(), "residual": residual.detach(),
+            "loss": loss.detach(), "omega": omega},
         4: {**{f"model.{n}.grad": g for n, g in grads.items()},
             "grads without d2u": cut, "parameters before": before},
         5: {**{f"model.{n}": s for n, s in stepped.items()}, "parameters before": before,
@@ -289,7 +292,7 @@ def slips(expected: str, found: str, candidates: list[tuple[torch.Tensor, str]])
 
 def residual_slips(ctx: CheckContext):
     u, d2u = ctx.expected("u").double(), ctx.expected("d2u_dt2").double()
-    omega = float(ctx.inputs["omega"])
+    omega = float(ctx.expected("omega"))
     return slips("`residual` = u'' + ω²·u at every point", "the values of another combination of u and its derivatives", [
         (d2u + omega * u, "ω appears squared in the equation: u'' + ω²·u."),
         (d2u - omega**2 * u, "Check the sign between the two terms: the equation adds them."),
