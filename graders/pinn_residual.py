@@ -53,26 +53,38 @@ PARAM_PATHS = [f"model.{name}" for name in PARAMETERS]
 
 # Bridges run before a task so that one mistake costs points in its own task only. Each
 # replaces a name only when the student's value is unusable for the next task (wrong
-# values, or no graph where the next task must differentiate it), never a correct one.
-# d2u_dt2 and the loss are repaired on their values only: a d2u_dt2 without a graph is
-# exactly the mistake whose consequence Task 4's gradients must show.
+# values, or no live graph where a later task must differentiate through it: a derivative
+# taken without create_graph frees the graph of u that it went through), never a correct
+# one. d2u_dt2 and the loss are repaired on their values only: a d2u_dt2 without a graph
+# is exactly the mistake whose consequence Task 4's gradients must show.
 _REFERENCE_IN_KERNEL = """
 def __torchgrade_reference():
     u = model(t)
     du = torch.autograd.grad(u, t, torch.ones_like(u), create_graph=True)[0]
     d2u = torch.autograd.grad(du, t, torch.ones_like(du), create_graph=True)[0]
     return u, du, d2u, ((d2u + omega**2 * u) ** 2).mean()
+
+def __torchgrade_usable(value, expected, need_graph):
+    if not __torchgrade__.values_match(value, expected, need_graph=need_graph):
+        return False
+    try:  # a graph whose saved values were freed cannot be differentiated again
+        need_graph and torch.autograd.grad(value.sum(), [t, *model.parameters()], retain_graph=True,
+                                           allow_unused=True)
+        return True
+    except RuntimeError:
+        return False
 """
+_HELPERS = "__torchgrade_reference, __torchgrade_usable"
 
 
 def repair(**targets: tuple[int, bool]) -> str:
     """Bridge code replacing each name whose value is unusable: name=(index in the reference, need_graph)."""
     lines = ["try:", "    __torchgrade_values = __torchgrade_reference()"]
     for name, (index, need_graph) in targets.items():
-        lines += [f"    if not __torchgrade__.values_match(globals().get({name!r}), __torchgrade_values[{index}], "
-                  f"need_graph={need_graph}):",
-                  f"        {name} = __torchgrade_values[{index}]"]
-    lines += ["    del __torchgrade_values", "finally:", "    del __torchgrade_reference"]
+        value = f"__torchgrade_values[{index}]"
+        lines += [f"    if not __torchgrade_usable(globals().get({name!r}), {value}, {need_graph}):",
+                  f"        {name} = {value}"]
+    lines += ["    del __torchgrade_values", "finally:", f"    del {_HELPERS}"]
     return _REFERENCE_IN_KERNEL + "\n".join(lines) + "\n"
 
 
@@ -87,8 +99,7 @@ try:
             __torchgrade_p.grad = __torchgrade_g.detach().clone()
     del __torchgrade_parameters, __torchgrade_grads, __torchgrade_p, __torchgrade_g
 finally:
-    del __torchgrade_reference
-"""
+    del """ + _HELPERS + "\n"
 
 ASSIGNMENT.task(1, "The output u and its first derivative", snapshot=["t", "u", "du_dt"],
                 given=Given("model", "t", "omega", "lr", imports="import torch\nfrom torch import nn"))
@@ -254,6 +265,9 @@ def _second_order_transform(ctx: CheckContext, path: str) -> bool:
     call = ctx.producer(path)
     if call is None or call.api not in DERIVATIVE_KINDS - frozenset(GRAD):
         return False
+    order = getattr(call, "order", None)  # nesting depth of differentiating calls, when the engine says
+    if order is not None:
+        return order >= 2
     differentiations = [api for api in (call.api, *call.inner_apis) if api != "func.vmap"]
     return call.api in SECOND_ORDER_APIS or len(differentiations) >= 2
 

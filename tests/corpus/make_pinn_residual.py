@@ -144,7 +144,7 @@ def correct_extra_cells_zero_grad(nb, exercise):
 
 
 @variant("u_squeezed.ipynb", "mistake", "Task 1 squeezes the output: u has shape (N,) instead of (N, 1).",
-         ["t1_u"], "a float64 tensor of shape (20,)")
+         ["t1_u"], "a tensor of shape (20,)")
 def u_squeezed(nb, exercise):
     return edit(nb, 1, U, "u = model(t).squeeze(1)")
 
@@ -156,7 +156,8 @@ def du_no_grad_outputs(nb, exercise):
     return edit(nb, 1, DU, "du_dt = torch.autograd.grad(u, t, create_graph=True)[0]")
 
 
-@variant("du_no_create_graph.ipynb", "mistake", "Task 1 forgets create_graph=True: du_dt has no graph.",
+@variant("du_no_create_graph.ipynb", "mistake",
+         "Task 1 forgets create_graph=True: du_dt has no graph, and the call freed u's (both repaired for later tasks).",
          ["t1_du_create_graph"], "create_graph")
 def du_no_create_graph(nb, exercise):
     return edit(nb, 1, ", create_graph=True)[0]", ")[0]")
@@ -190,9 +191,9 @@ du_dt = dhidden2 @ last.weight.T""")
 
 
 @variant("d2u_no_create_graph.ipynb", "mistake",
-         "Task 2 forgets create_graph=True: the call frees the graph u shares, so loss.backward() in Task 4 raises "
-         "and no gradient arrives.",
-         ["t2_d2u_create_graph", "t4_grad_values", "t4_backward"], "create_graph")
+         "Task 2 forgets create_graph=True: d2u_dt2 is a constant for autograd (the grader gives Task 3 a u with a "
+         "live graph, since the call freed the student's), so the parameters' gradients miss its part of the loss.",
+         ["t2_d2u_create_graph", "t4_grad_values"], "create_graph")
 def d2u_no_create_graph(nb, exercise):
     return edit(nb, 2, ", create_graph=True)[0]", ")[0]")
 
