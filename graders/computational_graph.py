@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from torchgrade.assignment import Assignment, RunPlan
-from torchgrade.checks import CheckContext, Outcome, failed, passed
-from torchgrade.values import CallRecord, NoneValue, TensorValue, shape_text
-
-ASSIGNMENT = Assignment(name="computational_graph", title="Computational graphs and autograd")
+from torchgrade.assignment import Assignment, Given, Tensor
+from torchgrade.checks import GRAD, CheckContext, Outcome, failed, first_failure, passed
+from torchgrade.evidence import CallRecord, NoneValue, shape_text
 
 EXAMPLE_X = [[2.0, 3.0, 2.0], [2.0, 3.0, 3.0]]
 EXAMPLE_Y = [[4.0, 5.0, 5.0], [4.0, 5.0, 5.0]]
@@ -21,32 +19,24 @@ NON_SCALAR = "grad can be implicitly created only for scalar outputs"
 SECOND_PASS = "backward through the graph a second time"
 
 
-# ----------------------------------------------------------------------------- inputs
-
-@ASSIGNMENT.inputs
-def make_inputs(run: RunPlan) -> dict[str, torch.Tensor]:
-    if run.is_example:
-        return {"x": torch.tensor(EXAMPLE_X), "y": torch.tensor(EXAMPLE_Y)}
-    generator = torch.Generator().manual_seed(run.seed)
-    def sample():
-        return torch.empty(run.shape, dtype=run.dtype).uniform_(run.low, run.high, generator=generator)
-    return {"x": sample(), "y": sample()}
+def leaf(example) -> Tensor:
+    """x and y: float32 in the GIVEN cells; random runs use another shape and dtype (catches hard-coding)."""
+    return Tensor(example=example, dtype="float32", random_shape=(3, 4), random_dtype="float64", low=0.5, high=3.0,
+                  requires_grad=True)
 
 
-def _literal(tensor: torch.Tensor) -> str:
-    dtype = str(tensor.dtype)
-    return f"torch.tensor({tensor.tolist()!r}, dtype={dtype}, requires_grad=True)"
+ASSIGNMENT = Assignment(
+    name="computational_graph", title="Computational graphs and autograd",
+    inputs={"x": leaf(EXAMPLE_X), "y": leaf(EXAMPLE_Y)},
+    random_description="random 3×4 float64 tensors",
+    hints={
+        "shape": "Elementwise operations on x and y keep their shape; check for reductions or reshapes.",
+        "dtype": "Compute it from x and y so it inherits their dtype; avoid creating new tensors with a fixed dtype.",
+        "only_for_example": "compute everything from `x` and `y`.",
+    },
+)
 
-
-def given_xy(inputs) -> str:
-    return f"# GIVEN (the grader's inputs)\nimport torch\nx = {_literal(inputs['x'])}\ny = {_literal(inputs['y'])}"
-
-
-def given_xyf(inputs) -> str:
-    return given_xy(inputs) + "\nf = x**3 + y**2"
-
-
-# Bridges run before a task (before its calls are recorded) so that one mistake costs
+# Bridges run before a task (not recorded as the student's calls) so that one mistake costs
 # points only in its own task. Task 2 always starts from a correct f: a task-1 f can look
 # right (values) yet carry a wrong graph, and a fresh correct f changes nothing for a
 # student whose f was right. f_x/f_y are replaced only when unusable, keeping their
@@ -65,14 +55,15 @@ f_y = __torchgrade_repair(globals().get("f_y"), __torchgrade_fy)
 del __torchgrade_repair, __torchgrade_fx, __torchgrade_fy
 """
 
-ASSIGNMENT.task(1, "Build f = x³ + y²", snapshot=["x", "y", "f"], given=given_xy)
+ASSIGNMENT.task(1, "Build f = x³ + y²", snapshot=["x", "y", "f"], given=Given("x", "y"))
 ASSIGNMENT.task(2, "Gradients with backward()", snapshot=["x", "y", "f", "x.grad", "y.grad"], bridge=REPAIR_F)
 ASSIGNMENT.task(3, "First derivatives with torch.autograd.grad",
-                snapshot=["x", "y", "f", "f_x", "f_y", "x.grad", "y.grad"], given=given_xyf)
+                snapshot=["x", "y", "f", "f_x", "f_y", "x.grad", "y.grad"],
+                given=Given("x", "y", then="f = x**3 + y**2"))
 ASSIGNMENT.task(4, "Second derivatives", snapshot=["x", "y", "f_x", "f_y", "f_xx", "f_yy", "f_xy"],
                 bridge=REPAIR_FIRST_DERIVATIVES)
 ASSIGNMENT.task(5, "Backpropagating through one graph twice",
-                snapshot=["x", "y", "z", "a", "b", "x.grad", "y.grad"], given=given_xy)
+                snapshot=["x", "y", "z", "a", "b", "x.grad", "y.grad"], given=Given("x", "y"))
 
 
 # -------------------------------------------------------------------------- reference
@@ -80,24 +71,24 @@ ASSIGNMENT.task(5, "Backpropagating through one graph twice",
 @ASSIGNMENT.references
 def reference(inputs) -> dict[int, dict[str, object]]:
     """The same computations as the tasks, done by torch in the grader process."""
-    x, y = (inputs[k].clone().requires_grad_(True) for k in ("x", "y"))
+    x, y = (inputs[k].detach().clone().requires_grad_(True) for k in ("x", "y"))
     f = x**3 + y**2
     f.sum().backward()
     task2 = {"f": f.detach(), "x.grad": x.grad.clone(), "y.grad": y.grad.clone()}
 
-    x, y = (inputs[k].clone().requires_grad_(True) for k in ("x", "y"))
+    x, y = (inputs[k].detach().clone().requires_grad_(True) for k in ("x", "y"))
     f = x**3 + y**2
     f_x, f_y = torch.autograd.grad(f, (x, y), torch.ones_like(f), create_graph=True)
     f_xx, f_xy = torch.autograd.grad(f_x, (x, y), torch.ones_like(f_x), retain_graph=True, materialize_grads=True)
     (f_yy,) = torch.autograd.grad(f_y, y, torch.ones_like(f_y))
 
-    x5, y5 = (inputs[k].clone().requires_grad_(True) for k in ("x", "y"))
+    x5, y5 = (inputs[k].detach().clone().requires_grad_(True) for k in ("x", "y"))
     z = x5 * y5
     a, b = z.sum(), (z**2).sum()
     a.backward(retain_graph=True)
     b.backward()
 
-    plain = {"x": inputs["x"], "y": inputs["y"]}
+    plain = {"x": inputs["x"].detach(), "y": inputs["y"].detach()}
     return {
         1: {**plain, "f": task2["f"]},
         2: {**plain, **task2},
@@ -109,20 +100,8 @@ def reference(inputs) -> dict[int, dict[str, object]]:
 
 # ---------------------------------------------------------------------- shared helpers
 
-def first_failure(*outcomes: Outcome) -> Outcome:
-    for outcome in outcomes:
-        if not outcome.passed:
-            return outcome
-    notes = [o.note for o in outcomes if o.note]
-    return passed(" ".join(dict.fromkeys(notes)))
-
-
 def raised(calls, text: str) -> CallRecord | None:
     return next((c for c in calls if c.raised and text in c.raised.message), None)
-
-
-def reaches(call: CallRecord, *tensors: TensorValue | None) -> bool:
-    return all(t is not None and t.id in call.leaf_ids for t in tensors)
 
 
 def multiple_of_expected(name: str, hint: str):
@@ -172,17 +151,14 @@ def f_value(ctx: CheckContext) -> Outcome:
 
 @ASSIGNMENT.check("t1_f_graph", task=1, title="f is connected to x and y in the graph")
 def f_graph(ctx: CheckContext) -> Outcome:
-    f, x, y = ctx.tensor("f"), ctx.tensor("x"), ctx.tensor("y")
     expected = "`f` computed from `x` and `y`, so it has a `grad_fn` leading back to both"
+    f = ctx.tensor("f")
     if f is None:
         return failed(expected, "no tensor named `f`: " + ctx.why_missing(), "Assign your result to `f` in TASK 1.")
     if f.grad_fn is None:
         return failed(expected, "`f` has no grad_fn: autograd did not record how it was computed",
                       "Compute f from x and y directly; typed-in tensors, `.detach()` or `torch.no_grad()` cut the graph.")
-    if not (x and y and x.id in f.leaf_ids and y.id in f.leaf_ids):
-        return failed(expected, f"`f` has a grad_fn ({f.grad_fn}) but its graph does not reach both x and y",
-                      "Use the given x and y themselves, not copies of them.")
-    return passed()
+    return ctx.graph_reaches("f", ("x", "y"), what=expected, hint="Use the given x and y themselves, not copies of them.")
 
 
 # ---------------------------------------------------------------------------- task 2
@@ -203,28 +179,26 @@ def grad_values(ctx: CheckContext) -> Outcome:
 
 @ASSIGNMENT.check("t2_backward_scalar", task=2, title="backward() ran on a scalar made from f")
 def backward_scalar(ctx: CheckContext) -> Outcome:
-    expected = "a successful backward() call on a scalar made from f (or with a `gradient` argument)"
+    expected = "x.grad and y.grad filled by a backward() call on a scalar made from f (or with a `gradient` argument)"
     calls = ctx.calls()
-    x, y = ctx.tensor("x"), ctx.tensor("y")
-    good = [c for c in calls if c.is_backward and c.succeeded and (c.on_scalar or c.gradient_given)
-            and reaches(c, x, y)]
-    if good:
-        return passed()
     crash = raised(calls, NON_SCALAR)
-    if crash:
+    if crash and ctx.tensor("x.grad") is None:
         shape = shape_text(crash.output_shapes[0]) if crash.output_shapes else "?"
         return failed(expected, f"backward() was called on a tensor of shape {shape} and raised “{crash.raised.message}”",
                       "Without arguments, backward() needs a single number. f is elementwise, so a reduction that "
                       "adds all f_ij gives every x_ij exactly its own derivative.")
-    if any(c.api == "autograd.grad" for c in calls):
-        return failed(expected, "torch.autograd.grad was used, and .grad was filled some other way",
-                      "This task is about backward(), which stores gradients in .grad by itself.")
-    grad = ctx.tensor("x.grad")
-    if grad is not None:
-        return failed(expected, "`x.grad` was set, but no backward() call ran in task 2 (assigned by hand?)",
-                      "Let autograd fill .grad: call backward() on a scalar built from f.")
-    return failed(expected, "no backward() call ran in task 2" + _error_suffix(ctx),
-                  "Make a scalar from f and call .backward() on it.")
+    if not any(c.is_backward and c.succeeded for c in calls):
+        if any(c.api == "autograd.grad" for c in calls):
+            return failed(expected, "torch.autograd.grad was used, and .grad was filled some other way",
+                          "This task is about backward(), which stores gradients in .grad by itself.")
+        if ctx.tensor("x.grad") is not None:
+            return failed(expected, "`x.grad` was set, but no backward() call ran in task 2 (assigned by hand?)",
+                          "Let autograd fill .grad: call backward() on a scalar built from f.")
+        return failed(expected, "no backward() call ran in task 2" + _error_suffix(ctx),
+                      "Make a scalar from f and call .backward() on it.")
+    hint = "Let autograd fill .grad: call backward() on a scalar built from f, and do not assign .grad yourself."
+    return first_failure(ctx.grad_filled("x.grad", passes=None, source="f", what=expected, hint=hint),
+                         ctx.grad_filled("y.grad", passes=None, source="f", what=expected, hint=hint))
 
 
 def _error_suffix(ctx: CheckContext) -> str:
@@ -246,22 +220,26 @@ def first_derivatives(ctx: CheckContext) -> Outcome:
 @ASSIGNMENT.check("t3_create_graph", task=3, title="f_x and f_y carry a graph (create_graph=True)")
 def create_graph(ctx: CheckContext) -> Outcome:
     expected = "f_x and f_y from torch.autograd.grad with a graph of their own, so they can be differentiated again"
-    f_x, f_y = ctx.tensor("f_x"), ctx.tensor("f_y")
-    if f_x is None or f_y is None:
+    if ctx.tensor("f_x") is None or ctx.tensor("f_y") is None:
         return failed(expected, "f_x or f_y is not a tensor: " + ctx.why_missing(), "Compute both in TASK 3.")
     grads = [c for c in ctx.calls() if c.api == "autograd.grad" and c.succeeded]
-    if not grads:
+    producers = [ctx.producer(name) for name in ("f_x", "f_y")]
+    if not grads or any(c is not None and c.is_backward for c in producers):
         used = "backward()" if any(c.is_backward for c in ctx.calls()) else "no autograd call"
-        return failed(expected, f"{used} in task 3; torch.autograd.grad was not used",
+        return failed(expected, f"{used} in task 3; torch.autograd.grad was not used for f_x and f_y",
                       "torch.autograd.grad returns the derivatives instead of storing them in .grad; use it here.")
-    if f_x.grad_fn is not None and f_y.grad_fn is not None and any(c.create_graph for c in grads):
-        return passed()
-    if any(c.retain_graph for c in grads):
-        return failed(expected, "retain_graph=True was used: it keeps the graph of f, but f_x itself has no grad_fn",
-                      "Keeping f's graph is not the same as recording how the derivative was computed; "
-                      "read what create_graph does in torch.autograd.grad's documentation.")
-    return failed(expected, "f_x has no grad_fn, so it cannot be differentiated again",
-                  "Ask torch.autograd.grad to build a graph of the derivative computation itself (see its create_graph argument).")
+    for call in producers:
+        if call is not None and call.api == "autograd.grad" and not call.create_graph:
+            if call.retain_graph:
+                return failed(expected, "retain_graph=True was used: it keeps the graph of f, but f_x itself has no "
+                              "grad_fn", "Keeping f's graph is not the same as recording how the derivative was "
+                              "computed; read what create_graph does in torch.autograd.grad's documentation.")
+            return failed(expected, "f_x has no grad_fn, so it cannot be differentiated again",
+                          "Ask torch.autograd.grad to build a graph of the derivative computation itself "
+                          "(see its create_graph argument).")
+    hint = "Keep the tensors torch.autograd.grad returns as f_x and f_y (unpack the tuple); do not retype them."
+    return first_failure(ctx.produced_by("f_x", GRAD, create_graph=True, what=expected, hint=hint),
+                         ctx.produced_by("f_y", GRAD, create_graph=True, what=expected, hint=hint))
 
 
 @ASSIGNMENT.check("t3_grad_untouched", task=3, title="x.grad and y.grad stay None")
@@ -308,22 +286,21 @@ def _is_none_tuple(value) -> bool:
 @ASSIGNMENT.check("t4_from_first", task=4, title="second derivatives come from differentiating f_x and f_y")
 def from_first(ctx: CheckContext) -> Outcome:
     expected = "f_xx and f_yy obtained by differentiating f_x and f_y with autograd"
-    f_x, f_y, f_xx, f_yy = (ctx.tensor(p) for p in ("f_x", "f_y", "f_xx", "f_yy"))
-    if f_xx is None or f_yy is None:
+    if ctx.tensor("f_xx") is None or ctx.tensor("f_yy") is None:
         return failed(expected, "f_xx or f_yy is not a tensor: " + ctx.why_missing(), "Compute both in TASK 4.")
-    calls = [c for c in ctx.calls() if c.succeeded]
-    through = {name: [c for c in calls if t is not None and t.grad_fn_id in c.graph_nodes]
-               for name, t in (("f_x", f_x), ("f_y", f_y))}
-    missing = [name for name, found in through.items() if not found]
-    if missing:
-        return failed(expected, f"no autograd call in task 4 differentiated {' or '.join(missing)}",
-                      "Second derivatives should come from autograd, not from a formula worked out by hand.")
-    for name, result, sources in (("f_xx", f_xx, through["f_x"]), ("f_yy", f_yy, through["f_y"])):
-        if not any(result.id in c.result_ids or c.is_backward for c in sources):
-            return failed(expected, f"{name} is not the result of the autograd call that differentiated "
-                          f"{'f_x' if name == 'f_xx' else 'f_y'}",
-                          f"Keep the tensor that torch.autograd.grad returns as {name}.")
-    return passed()
+    hint = "Second derivatives should come from autograd, not from a formula worked out by hand."
+    outcomes = []
+    for name, source in (("f_xx", "f_x"), ("f_yy", "f_y")):
+        outcome = ctx.differentiated_through(name, source, what=expected, hint=hint)
+        if not outcome.passed and ctx.tensor(name).origin is None and not _differentiated(ctx, source):
+            outcome = failed(expected, f"no autograd call in task 4 differentiated {source}; {outcome.found}", hint)
+        outcomes.append(outcome)
+    return first_failure(*outcomes)
+
+
+def _differentiated(ctx: CheckContext, source: str) -> bool:
+    tensor = ctx.tensor(source)
+    return tensor is not None and any(tensor.grad_fn_token in c.graph_nodes for c in ctx.calls() if c.succeeded)
 
 
 # ---------------------------------------------------------------------------- task 5
@@ -359,19 +336,13 @@ def both_gradients(ctx: CheckContext) -> Outcome:
 @ASSIGNMENT.check("t5_retain_graph", task=5, title="retain_graph used exactly where the graph is reused")
 def retain_graph(ctx: CheckContext) -> Outcome:
     expected = "retain_graph=True on a backward pass whose graph is used again, and not on the last pass"
-    x, y = ctx.tensor("x"), ctx.tensor("y")
-    passes = [c for c in ctx.calls() if c.is_backward or c.api == "autograd.grad"]
-    second = raised(passes, SECOND_PASS)
+    second = raised(ctx.calls(), SECOND_PASS)
     if second:
         return failed(expected, "a later backward pass raised “Trying to backward through the graph a second time”",
                       "The first pass frees the saved values of the graph a and b share; keep them for the next pass.")
-    ran = [c for c in passes if c.succeeded]
-    if not any(reaches(c, x, y) for c in ran):
+    if not any(c.is_backward and c.succeeded for c in ctx.calls()):
         return failed(expected, "no backward pass from a or b reached x and y" + _error_suffix(ctx),
                       "Call backward on a and on b (or on their sum).")
-    for position, call in enumerate(ran):
-        reused_later = any(call.graph_nodes & later.graph_nodes for later in ran[position + 1:])
-        if not reused_later and call.retain_graph and not call.create_graph:
-            return failed(expected, "the last backward pass through the graph also used retain_graph=True",
-                          "Keeping a graph costs memory; only a pass whose graph is used again needs to keep it.")
-    return passed()
+    return ctx.retain_graph_where_reused(("x.grad", "y.grad"), what=expected,
+                                         hint="Keeping a graph costs memory; only a pass whose graph is used again "
+                                              "needs to keep it, and .grad must be what those passes left.")

@@ -1,68 +1,38 @@
-"""Stage 7: the vocabulary of checks, and the context a check runs in.
+"""Stage 7: the context a check runs in, and the vocabulary checks are written with.
 
 Checks in grader modules are small functions ``check(ctx) -> Outcome``. They say
-*what* to verify; this module says *how*, with one consistent feedback shape:
-what was expected, what was found, and a hint a student can act on.
-Everything here runs in the grader process on plain data from the snapshot.
+*what* to verify; this module (with ``compare.py`` for values) says *how*, with one
+feedback shape: what was expected, what was found, and a hint a student can act on.
+A "how" check judges the graded value's own history: the probe tells which recorded
+autograd call produced each object (``TensorValue.origin``), so a value typed in by
+hand never earns a point that says it came from autograd. Everything here runs in
+the grader process on plain data from the snapshot, and names no assignment's variables.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
-from .assignment import Assignment, Reference, RunPlan
+from .assignment import Assignment, Reference
+from .compare import compare_value, describe_found, unwrap_tensor
 from .config import Tolerance
-from .values import (
-    CallRecord, Missing, Sequence, Snapshot, SnapshotError, TensorValue, Value, shape_text,
+from .evidence import (
+    CallRecord, CellError, Missing, RunEvidence, RunPlan, TensorValue, Value,
 )
+from .outcome import Outcome, failed, first_failure, passed
 
+__all__ = ["ANY_AUTOGRAD", "BACKWARD", "FUNC", "FUNCTIONAL", "GRAD", "CellError", "CheckContext", "Outcome",
+           "RunEvidence", "failed", "first_failure", "passed", "run_checks", "task_problem"]
 
-@dataclass(frozen=True)
-class Outcome:
-    passed: bool
-    expected: str = ""
-    found: str = ""
-    hint: str = ""
-    note: str = ""
-    error: str = ""  # why the check could not judge the answer at all (a grader problem)
+BACKWARD = frozenset({"Tensor.backward", "autograd.backward"})
+GRAD = frozenset({"autograd.grad"})
+FUNCTIONAL = frozenset({"functional.jacobian", "functional.hessian", "functional.vjp", "functional.jvp",
+                        "functional.hvp"})
+FUNC = frozenset({"func.grad", "func.grad_and_value", "func.vjp", "func.jacrev", "func.jacfwd", "func.hessian"})
+ANY_AUTOGRAD = BACKWARD | GRAD | FUNCTIONAL | FUNC
 
-
-def passed(note: str = "") -> Outcome:
-    return Outcome(True, note=note)
-
-
-def failed(expected: str, found: str, hint: str = "") -> Outcome:
-    return Outcome(False, expected=expected, found=found, hint=hint)
-
-
-@dataclass(frozen=True)
-class CellError:
-    """An exception raised by a student cell (from the kernel's error message, as text)."""
-
-    position: int
-    task: int
-    name: str
-    value: str
-
-    def describe(self) -> str:
-        return f"cell {self.position} raised {self.name}: {self.value}"
-
-
-@dataclass
-class RunEvidence:
-    """Everything one execution left for the checks: snapshots per task, errors, events."""
-
-    run: RunPlan
-    snapshots: dict[int, Snapshot] = field(default_factory=dict)
-    unavailable: dict[int, str] = field(default_factory=dict)  # task -> why its snapshot is missing
-    errors: list[CellError] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)  # timeouts, kernel deaths, removed shell lines
-    markers: set[int] = field(default_factory=set)  # tasks whose marker cell was found
-    inputs: dict = field(default_factory=dict)  # the inputs this run gave the GIVEN cells
+NOT_FROM_AUTOGRAD = "the value did not come from autograd: no recorded autograd call produced this tensor"
 
 
 @dataclass
@@ -71,18 +41,27 @@ class CheckContext:
     evidence: RunEvidence
     reference: Reference
     tolerance: Tolerance
+    assignment: Assignment | None = None
 
     @property
     def run(self) -> RunPlan:
         return self.evidence.run
+
+    @property
+    def inputs(self) -> dict:
+        return self.evidence.inputs
 
     # ---- reading the evidence
     def value(self, path: str, task: int | None = None) -> Value:
         task = self.task if task is None else task
         snapshot = self.evidence.snapshots.get(task)
         if snapshot is None:
-            return Missing(self.evidence.unavailable.get(task, "the task did not run"))
+            return Missing(reason=self.evidence.unavailable.get(task, "the task did not run"))
         return snapshot.values.get(path, Missing())
+
+    def tensor(self, path: str, task: int | None = None) -> TensorValue | None:
+        """The tensor at path, unwrapping a 1-tuple; None when it is not a tensor."""
+        return unwrap_tensor(self.value(path, task))
 
     def expected(self, path: str, task: int | None = None):
         return self.reference[self.task if task is None else task][path]
@@ -90,6 +69,17 @@ class CheckContext:
     def calls(self, task: int | None = None) -> tuple[CallRecord, ...]:
         snapshot = self.evidence.snapshots.get(self.task if task is None else task)
         return snapshot.calls if snapshot else ()
+
+    def all_calls(self) -> tuple[CallRecord, ...]:
+        return self.evidence.all_calls()
+
+    def call(self, index: int) -> CallRecord | None:
+        return next((c for c in self.all_calls() if c.index == index), None)
+
+    def producer(self, path: str, task: int | None = None) -> CallRecord | None:
+        """The recorded call that produced the value at path (None: typed in or computed by hand)."""
+        tensor = self.tensor(path, task)
+        return self.call(tensor.origin.call) if tensor is not None and tensor.origin else None
 
     def errors(self, task: int | None = None) -> list[CellError]:
         task = self.task if task is None else task
@@ -100,16 +90,134 @@ class CheckContext:
         task = self.task if task is None else task
         return task_problem(self.evidence, task) or f"the TASK {task} cells never assigned it"
 
-    # ---- the vocabulary
+    def hint(self, key: str) -> str:
+        return self.assignment.hint(key) if self.assignment else ""
+
+    # ---- the vocabulary: values
     def compare(self, path: str, *, what: str, hint: str, task: int | None = None,
                 accept_one_tuple: bool = False, diagnose: Callable | None = None) -> Outcome:
-        return compare_tensor(self.value(path, task), self.expected(path, task), name=path, what=what,
-                              hint=hint, tolerance=self.tolerance, accept_one_tuple=accept_one_tuple,
-                              diagnose=diagnose, why_missing=lambda: self.why_missing(task))
+        """Exists, type, shape, dtype, NaN/Inf, then values within rtol/atol (tensors, numbers, modules)."""
+        return compare_value(self.value(path, task), self.expected(path, task), name=path, what=what, hint=hint,
+                             tolerance=self.tolerance, accept_one_tuple=accept_one_tuple, diagnose=diagnose,
+                             why_missing=lambda: self.why_missing(task),
+                             shape_hint=self.hint("shape"), dtype_hint=self.hint("dtype"))
 
-    def tensor(self, path: str, task: int | None = None) -> TensorValue | None:
-        """The tensor at path, unwrapping a 1-tuple; None when it is not a tensor."""
-        return unwrap_tensor(self.value(path, task))
+    # ---- the vocabulary: how a value was made
+    def produced_by(self, path: str, kinds=GRAD, *, create_graph: bool | None = None, what: str = "",
+                    hint: str = "", task: int | None = None) -> Outcome:
+        """The graded value itself is a result of a successful call of one of `kinds`, with create_graph as asked."""
+        names = " or ".join(sorted(kinds))
+        expected = what or f"`{path}` returned by {names}" + ("" if create_graph is None else
+                                                              f" with create_graph={create_graph}")
+        tensor = self.tensor(path, task)
+        if tensor is None:
+            return failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
+        problem = self._origin_problem(path, tensor, via="result")
+        if problem:
+            return failed(expected, problem, hint)
+        call = self.producer(path, task)
+        if call is None or not call.is_kind(kinds):
+            found = f"`{path}` came from {call.api if call else 'an unknown call'}, not from {names}"
+            return failed(expected, found, hint)
+        if create_graph is not None and call.create_graph != create_graph:
+            found = (f"`{path}` came from a call without create_graph=True, so it has no graph of its own"
+                     if create_graph else f"`{path}` came from a call with create_graph=True")
+            return failed(expected, found, hint)
+        return passed()
+
+    def graph_reaches(self, path: str, inputs: tuple[str, ...], *, what: str = "", hint: str = "",
+                      task: int | None = None) -> Outcome:
+        """The value has a grad_fn and its graph reaches each of the input tensors (by the probe's identity)."""
+        expected = what or f"`{path}` computed from {', '.join(f'`{n}`' for n in inputs)}, with a graph back to them"
+        tensor = self.tensor(path, task)
+        if tensor is None:
+            return failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
+        if tensor.grad_fn is None:
+            return failed(expected, f"`{path}` has no grad_fn: autograd did not record how it was computed", hint)
+        missing = [n for n in inputs if (t := self.tensor(n, task)) is None or t.token not in tensor.leaf_tokens]
+        if missing:
+            return failed(expected, f"`{path}` has a grad_fn ({tensor.grad_fn}) but its graph does not reach "
+                          + ", ".join(f"`{n}`" for n in missing), hint)
+        return passed()
+
+    def grad_filled(self, path: str, *, passes: int | None = 1, scalar: bool = True, source: str | None = None,
+                    what: str = "", hint: str = "", task: int | None = None) -> Outcome:
+        """The .grad at path is the tensor backward pass(es) filled, not assigned or changed by hand."""
+        expected = what or f"`{path}` filled by " + ("one backward pass" if passes == 1 else "backward passes")
+        tensor = self.tensor(path, task)
+        if tensor is None:
+            return failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
+        problem = self._origin_problem(path, tensor, via="grad")
+        if problem:
+            return failed(expected, problem, hint)
+        runs = [self.call(i) for i in tensor.origin.passes]
+        if any(c is None for c in runs):
+            return failed(expected, f"`{path}` was filled by a pass the grader could not see", hint)
+        if passes is not None and len(runs) != passes:
+            return failed(expected, f"`{path}` holds the sum of {len(runs)} backward passes", hint)
+        if scalar and not all(c.on_scalar or c.gradient_given for c in runs):
+            return failed(expected, "a backward pass ran on a tensor with several elements, without `gradient`", hint)
+        if source is not None:
+            origin = self.tensor(source, task)
+            if origin is None or origin.grad_fn_token is None or \
+                    not all(origin.grad_fn_token in c.graph_nodes for c in runs):
+                return failed(expected, f"the backward pass that filled `{path}` did not go through `{source}`", hint)
+        return passed()
+
+    def retain_graph_where_reused(self, paths: tuple[str, ...], *, what: str = "", hint: str = "",
+                                  task: int | None = None) -> Outcome:
+        """The passes that filled these .grad values keep the graph exactly when a later one of them reuses it."""
+        expected = what or "retain_graph=True on a backward pass whose graph is used again, and not on the last pass"
+        indices: set[int] = set()
+        for path in paths:
+            tensor = self.tensor(path, task)
+            if tensor is None or tensor.origin is None or tensor.origin.via != "grad":
+                return failed(expected, f"`{path}` was not filled by a backward pass", hint)
+            indices.update(tensor.origin.passes)
+        runs = [c for c in (self.call(i) for i in sorted(indices)) if c is not None]
+        nodes = frozenset().union(*(c.graph_nodes for c in runs)) if runs else frozenset()
+        crashed = next((c for c in self.calls(task) if not c.succeeded and c.graph_nodes & nodes), None)
+        if crashed is not None:
+            return failed(expected, f"a later backward pass raised “{crashed.raised.message[:160]}”", hint)
+        for position, call in enumerate(runs):
+            reused_later = any(call.graph_nodes & later.graph_nodes for later in runs[position + 1:])
+            if reused_later and not call.keeps_graph:
+                return failed(expected, "a pass freed a graph that a later pass used again", hint)
+            if not reused_later and call.retain_graph and not call.create_graph:
+                return failed(expected, "the last backward pass through the graph also used retain_graph=True", hint)
+        return passed()
+
+    def differentiated_through(self, path: str, source: str, *, kinds=ANY_AUTOGRAD, what: str = "",
+                               hint: str = "", task: int | None = None, source_task: int | None = None) -> Outcome:
+        """The value is a result of an autograd call whose graph went through `source` (a higher derivative)."""
+        expected = what or f"`{path}` obtained by differentiating `{source}` with autograd"
+        tensor = self.tensor(path, task)
+        if tensor is None:
+            return failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
+        problem = self._origin_problem(path, tensor, via="result")
+        if problem:
+            return failed(expected, problem, hint)
+        call = self.producer(path, task)
+        origin = self.tensor(source, task if source_task is None else source_task)
+        if origin is None or origin.grad_fn_token is None:
+            return failed(expected, f"`{source}` has no graph, so nothing can be differentiated through it", hint)
+        if call is None or not call.is_kind(kinds) or origin.grad_fn_token not in call.graph_nodes:
+            return failed(expected, f"`{path}` came from an autograd call that did not differentiate `{source}`",
+                          hint)
+        return passed()
+
+    def _origin_problem(self, path: str, tensor: TensorValue, *, via: str) -> str:
+        origin = tensor.origin
+        if origin is None:
+            return f"{NOT_FROM_AUTOGRAD} (`{path}` was typed in, computed by hand or copied)"
+        if origin.via != via:
+            return (f"`{path}` is a .grad that a backward pass filled, not a result returned by the call"
+                    if via == "result" else f"`{path}` was assigned from a returned result, not filled by backward()")
+        if origin.modified:
+            return f"`{path}` came from autograd but its values were changed afterwards"
+        if origin.replaced_before:
+            return f"`{path}` was assigned by hand before backward() added to it"
+        return ""
 
 
 def task_problem(evidence: RunEvidence, task: int) -> str:
@@ -122,77 +230,12 @@ def task_problem(evidence: RunEvidence, task: int) -> str:
     return f"your code stopped with an error: {errors[0].describe()}" if errors else ""
 
 
-def unwrap_tensor(value: Value) -> TensorValue | None:
-    if isinstance(value, Sequence) and value.length == 1 and isinstance(value.items[0], TensorValue):
-        return value.items[0]
-    return value if isinstance(value, TensorValue) else None
-
-
-def describe_found(value: Value, why_missing: Callable[[], str]) -> str:
-    if isinstance(value, Missing):
-        return f"nothing: {value.reason or why_missing()}"
-    return value.describe()
-
-
-def compare_tensor(found: Value, expected: torch.Tensor, *, name: str, what: str, hint: str,
-                   tolerance: Tolerance, accept_one_tuple: bool = False, diagnose: Callable | None = None,
-                   why_missing: Callable[[], str] = lambda: "") -> Outcome:
-    """Existence, type, shape, dtype, NaN/Inf, then values within rtol/atol."""
-    wanted = f"`{name}` = {what}: a {str(expected.dtype).replace('torch.', '')} tensor of shape {shape_text(expected.shape)}"
-    if accept_one_tuple and isinstance(found, Sequence) and found.length == 1 and isinstance(found.items[0], TensorValue):
-        inner = compare_tensor(found.items[0], expected, name=f"{name}[0]", what=what, hint=hint,
-                               tolerance=tolerance, diagnose=diagnose)
-        if inner.passed:
-            return passed(note=f"`{name}` is a 1-tuple holding the right tensor; torch.autograd.grad returns a tuple, "
-                               f"so unpack it (`{name}, = ...` or `[0]`) to get the tensor itself.")
-        return inner
-    if not isinstance(found, TensorValue):
-        return failed(wanted, describe_found(found, why_missing), hint)
-    if found.too_large or found.values is None:
-        return failed(wanted, f"a tensor of shape {shape_text(found.shape)} whose values could not be read", hint)
-    if tuple(found.shape) != tuple(expected.shape):
-        return failed(wanted, f"a tensor of shape {shape_text(found.shape)}",
-                      "Elementwise operations on x and y keep their shape; check for reductions or reshapes.")
-    if found.dtype != str(expected.dtype).replace("torch.", ""):
-        return failed(wanted, f"a {found.dtype} tensor",
-                      "Compute it from x and y so it inherits their dtype; avoid creating new tensors with a fixed dtype.")
-    try:
-        actual = found.as_torch()
-    except SnapshotError as problem:
-        return failed(wanted, f"a tensor whose values could not be read ({problem})", hint)
-    expected64, actual64 = expected.to(torch.float64), actual.to(torch.float64)
-    if bool(torch.isfinite(expected64).all()) and not bool(torch.isfinite(actual64).all()):
-        bad = int((~torch.isfinite(actual64)).sum())
-        return failed(wanted, f"a tensor with {bad} NaN or infinite value{'s' if bad != 1 else ''}", hint)
-    close = torch.isclose(actual64, expected64, rtol=tolerance.rtol, atol=tolerance.atol)
-    if bool(close.all()):
-        return passed()
-    if diagnose is not None:
-        targeted = diagnose(actual64, expected64)
-        if targeted is not None:
-            return targeted
-    return failed(wanted, _mismatch_text(actual64, expected64, close), hint)
-
-
-def _mismatch_text(actual: torch.Tensor, expected: torch.Tensor, close: torch.Tensor) -> str:
-    wrong = int((~close).sum())
-    first = tuple(int(i) for i in torch.nonzero(~close)[0].tolist())
-    where = "[" + ", ".join(map(str, first)) + "]"
-    return (f"wrong values at {wrong} of {close.numel()} positions; at {where} expected "
-            f"{_number(expected[first])}, found {_number(actual[first])}")
-
-
-def _number(value: torch.Tensor) -> str:
-    number = float(value)
-    return repr(round(number, 6)) if math.isfinite(number) else str(number)
-
-
 def run_checks(assignment: Assignment, evidence: RunEvidence, reference: Reference,
                tolerance: Tolerance) -> dict[str, Outcome]:
     """Every check of the assignment against one run's evidence. A crashing check fails, with its reason."""
     outcomes = {}
     for spec in assignment.checks:
-        context = CheckContext(spec.task, evidence, reference, tolerance)
+        context = CheckContext(spec.task, evidence, reference, tolerance, assignment)
         try:
             outcome = spec.function(context)
         except Exception as problem:  # a grader bug must not take the other checks down

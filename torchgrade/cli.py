@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import load_config, pick_assignment
+from .config import assignment_for, load_config
 from .errors import EXIT_GRADED, EXIT_GRADER_FAILURE, GradingError
 from .pipeline import Grader
 from .render import FAILURE_RENDERERS, RENDERERS, render_failure, render_report
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="a notebook; or, for a batch, several notebooks, folders (searched recursively) or zips")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="text", help="report format (default: text)")
-    parser.add_argument("--assignment", help="assignment name in config.yaml (default: the only one)")
+    parser.add_argument("--assignment", help="assignment name in config.yaml (default: the notebook's "
+                        "metadata.torchgrade.assignment, else its file name, else the only one)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.yaml")
     parser.add_argument("--output-dir", type=Path, help="batch: where the gradebook and exports go")
     parser.add_argument("--jobs", type=int, help="batch: parallel workers (default: number of cores)")
@@ -52,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     name = entry = None
     try:
         config = load_config(args.config)
-        name, entry = pick_assignment(config, args.assignment)
-        if args.sandbox:
-            entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": args.sandbox})})
         if is_batch(args.paths):
-            from .batch import run_batch  # imported lazily: students never need it
+            from .batch import run_batches  # imported lazily: students never need it
 
-            return run_batch(args, name, entry)
+            return run_batches(args, config)
+        name, entry = assignment_for(config, args.paths[0], args.assignment)
+        if args.sandbox:
+            entry = with_sandbox(entry, args.sandbox)
         report = Grader.from_config(name, entry).grade_notebook(args.paths[0])
     except GradingError as problem:
         return fail(args, problem.one_line(), problem.exit_status, name, entry)
@@ -68,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, f"internal error: {type(problem).__name__}: {problem}", EXIT_GRADER_FAILURE, name, entry)
     print(render_report(args.format, report, grading=args.grading))
     return EXIT_GRADED
+
+
+def with_sandbox(entry, mode: str | None):
+    """The assignment's settings with --sandbox applied (None: as configured)."""
+    if not mode:
+        return entry
+    return entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": mode})})
 
 
 def fail(args: argparse.Namespace, reason: str, status: int, name=None, entry=None) -> int:

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 
 class Strict(BaseModel):
@@ -63,20 +63,23 @@ class Limits(Strict):
         return self
 
 
+MOVED_RANDOM_KEYS = ("shape", "dtype", "low", "high")
+
+
 class RandomRuns(Strict):
+    """How many extra runs draw fresh inputs; what they draw is declared per input in the grader module."""
+
     count: int = Field(1, ge=1, le=10, description="runs with fresh random inputs (anti-hardcoding)")
-    shape: tuple[int, ...] = (3, 4)
-    dtype: Literal["float32", "float64"] = "float64"
-    low: float = 0.5
-    high: float = 3.0
     seed: int = 2026
 
-    @field_validator("shape")
+    @model_validator(mode="before")
     @classmethod
-    def positive_dims(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
-        if not shape or any(d <= 0 for d in shape):
-            raise ValueError("must be a non-empty list of positive sizes, e.g. [3, 4]")
-        return shape
+    def moved_keys(cls, data):
+        moved = [key for key in MOVED_RANDOM_KEYS if isinstance(data, dict) and key in data]
+        if moved:
+            raise ValueError(f"{moved[0]} moved to the grader module: each input declares its own shape, dtype "
+                             "and range (Tensor(..., random_shape=..., dtype=..., low=..., high=...))")
+        return data
 
 
 class CheckConfig(Strict):
@@ -143,7 +146,41 @@ def pick_assignment(config: Config, name: str | None) -> tuple[str, AssignmentCo
     if name is None:
         if len(config.assignments) == 1:
             return next(iter(config.assignments.items()))
-        raise ConfigError(f"several assignments configured; choose one with --assignment ({', '.join(config.assignments)})")
+        raise UsageError(f"several assignments configured; choose one with --assignment ({', '.join(config.assignments)})")
     if name not in config.assignments:
         raise ConfigError(f"assignments.{name}: no such assignment (configured: {', '.join(config.assignments)})")
     return name, config.assignments[name]
+
+
+def assignment_for(config: Config, notebook: Path, override: str | None = None) -> tuple[str, AssignmentConfig]:
+    """--assignment, else the notebook's `metadata.torchgrade.assignment`, else its file name, else one line of choices."""
+    if override is not None or len(config.assignments) == 1:
+        return pick_assignment(config, override)
+    named = notebook_assignment(notebook)
+    if named in config.assignments:
+        return named, config.assignments[named]
+    stem = notebook.stem.lower()
+    by_file = [name for name, entry in config.assignments.items()
+               if name.lower() in stem or entry.exercise.stem.lower() in stem]
+    longest = max((len(name) for name in by_file), default=0)
+    by_file = [name for name in by_file if len(name) == longest]  # "x_intro" beats "x" in "x_intro_bob"
+    if len(by_file) == 1:
+        return by_file[0], config.assignments[by_file[0]]
+    choices = ", ".join(config.assignments)
+    found = f"its metadata names {named!r}, which is not configured; " if named else ""
+    raise UsageError(f"{notebook.name}: cannot tell which assignment it is ({found}choices: {choices}); "
+                     f"use --assignment NAME")
+
+
+def notebook_assignment(notebook: Path) -> str | None:
+    """The assignment a notebook names in `metadata.torchgrade.assignment` (None when unreadable or absent)."""
+    import json
+
+    try:
+        if notebook.stat().st_size > 50_000_000:
+            return None
+        data = json.loads(notebook.read_text(encoding="utf-8"))
+        name = data["metadata"]["torchgrade"]["assignment"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and len(name) <= 100 else None

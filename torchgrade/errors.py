@@ -38,3 +38,10 @@ class ConfigError(GradingError):
 
     exit_status = EXIT_BAD_CONFIG
     label = "invalid configuration"
+
+
+class UsageError(GradingError):
+    """The command line does not say enough (for example, which assignment a notebook is)."""
+
+    exit_status = EXIT_USAGE
+    label = "usage"

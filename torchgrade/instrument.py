@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .assignment import Assignment, Inputs
+from .assignment import Assignment
+from .evidence import Drawn
 from .executor import PlannedCell
 from .locate import Layout, StudentCell
 
@@ -81,15 +83,17 @@ def neutralize_magics(cell: StudentCell) -> tuple[str, list[str]]:
     return "\n".join(output), events
 
 
-def instrument(layout: Layout, assignment: Assignment, inputs: Inputs) -> Plan:
+def instrument(layout: Layout, assignment: Assignment, inputs: dict[str, Drawn]) -> Plan:
     plan = Plan([PlannedCell(prelude_source(), "prelude")])
     _add_student_cells(plan, layout.setup, task=0)
     for task in assignment.tasks:
-        if task.given is not None:
-            plan.cells.append(PlannedCell(task.given(inputs), "given", task.number, resumable=True))
+        given = assignment.given_code(task, inputs)
+        if given is not None:
+            plan.cells.append(PlannedCell(given, "given", task.number, resumable=True))
         marker = f"__torchgrade__.begin_task({task.number})"
-        if task.bridge:
-            marker += "\n" + task.bridge
+        if task.bridge:  # grader code: its autograd calls are not the student's (recorded under task -1)
+            marker = (f"__torchgrade__.begin_task(-1)\ntry:\n{textwrap.indent(task.bridge.strip(), '    ')}\n"
+                      f"finally:\n    {marker}")
         plan.cells.append(PlannedCell(marker, "marker", task.number))
         _add_student_cells(plan, layout.cells_of(task.number), task=task.number)
         nonce = "TORCHGRADE-" + secrets.token_hex(16) + ":"

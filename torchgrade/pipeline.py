@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from . import __version__
-from .assignment import Assignment, RunPlan, load_assignment
-from .checks import Outcome, RunEvidence, run_checks, task_problem
+from .assignment import Assignment, load_assignment
+from .checks import Outcome, run_checks, task_problem
 from .config import AssignmentConfig
+from .evidence import RunEvidence, RunPlan
 from .executor import Executor, NbclientExecutor
 from .instrument import instrument
 from .loader import load_notebook
@@ -77,14 +76,12 @@ class Grader:
         """The example run, then random runs seeded by the config seed and the file's content (reproducible)."""
         settings = self.config.random_runs
         digest = int.from_bytes(hashlib.sha256(content).digest()[:4], "big")
-        dtype = getattr(torch, settings.dtype)
-        return [RunPlan(0, True)] + [
-            RunPlan(i, False, tuple(settings.shape), dtype, settings.low, settings.high, settings.seed * 1_000_003 + digest + i)
-            for i in range(1, settings.count + 1)
+        return [self.assignment.plan_run(0, 0)] + [
+            self.assignment.plan_run(i, settings.seed * 1_000_003 + digest + i) for i in range(1, settings.count + 1)
         ]
 
     def execute_run(self, run: RunPlan, layout: Layout, submission: Path, scratch: Path) -> RunEvidence:
-        inputs = self.assignment.make_inputs(run)
+        inputs = self.assignment.draw(run)                                      # each input from its declaration
         plan = instrument(layout, self.assignment, inputs)                      # 3. instrument
         workdir = scratch / f"run{run.index}"
         workdir.mkdir()
@@ -95,7 +92,7 @@ class Grader:
         return evidence
 
     def check_run(self, evidence: RunEvidence) -> dict[str, Outcome]:
-        reference = self.assignment.reference(evidence.inputs)
+        reference = self.assignment.expected_references(evidence.inputs)
         return run_checks(self.assignment, evidence, reference, self.config.tolerance)
 
     def notes(self, layout: Layout, evidence: list[RunEvidence]) -> tuple[str, ...]:

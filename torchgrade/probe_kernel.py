@@ -25,9 +25,19 @@ Why it looks the way it does:
   ``__torchgrade__``, or by rewriting the kernel's messages) has no valid
   signature. Scoring happens in the grader process; nothing here decides a grade.
 - Autograd calls are recorded by wrapping ``Tensor.backward``,
-  ``torch.autograd.backward`` and ``torch.autograd.grad``: which task they ran
-  in, their ``create_graph``/``retain_graph`` arguments, the graph nodes they
-  traversed and whether they raised.
+  ``torch.autograd.backward``, ``torch.autograd.grad``, ``torch.autograd.functional.*``
+  and the ``torch.func`` transforms (at the transform, and when the function it made
+  is called): which task they ran in, their ``create_graph``/``retain_graph``
+  arguments, the graph nodes they traversed and whether they raised. A call made
+  inside a recorded call is not recorded again (the outer one notes its kind).
+- Provenance: every object is named by a *token* (a counter) kept in a registry
+  whose entries hold a weak reference (graph nodes, which cannot be weakly
+  referenced, are held), so an address CPython reuses for a new object never
+  inherits an old object's token. The results a recorded call returned and the
+  ``.grad`` tensors a backward pass filled are marked with that call, their
+  version counter and a copy of their values; at snapshot time a value that was
+  assigned by hand, replaced or changed in place afterwards shows no (or a
+  modified) origin.
 """
 
 
@@ -47,6 +57,8 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     import json.encoder
     import sys
     import types
+    import weakref
+    from collections import OrderedDict
 
     import torch
 
@@ -103,6 +115,26 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     read = {name: descriptor(name) for name in ("dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "grad")}
     tolist = tensor_base.tolist
     numel = tensor_base.numel
+    clone = tensor_base.clone
+    detach = tensor_base.detach
+    any_nonzero = tensor_base.any
+    version = descriptor("_version")
+    torch_equal = torch.equal
+    nan_to_num = torch.nan_to_num
+    parameter_type = torch.nn.Parameter
+    module_type = torch.nn.Module
+    mro_of = type.__dict__["__mro__"].__get__
+    get_attribute = object.__getattribute__
+    ordered_dict = OrderedDict
+    keys_of = dict.keys
+    dict_getitem = dict.__getitem__
+    list_ = builtins.list
+
+    def object_dict(value):
+        return get_attribute(value, "__dict__")
+
+    def dict_keys(mapping):
+        return list_(keys_of(mapping))
 
     class Unhooked:
         """No __torch_function__ (modes, subclasses) and no Python dispatch while the probe reads tensors."""
@@ -191,78 +223,143 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     max_values = settings["max_values"]
     max_nodes = settings["max_nodes"]
     max_calls = settings["max_calls_per_task"]
-    state = {"task": 0, "depth": 0}
+    max_held = settings.get("max_held_nodes", 200_000)
+    state = {"task": 0, "depth": 0, "inner": None, "next_token": 1, "next_call": 0}
     calls = []
     dropped_calls = {}
 
-    def walk_graph(roots):
-        """Ids of non-leaf graph nodes and of leaf tensors reachable from roots (bounded)."""
-        nodes, leaves, seen, stack = [], [], set(), [r for r in roots if r is not None]
+    # ---- identity: a token per object, stable while the object lives, never reused (never a bare id())
+    weak_ref = weakref.ref
+    registry = {}  # id -> (reference, token); the reference proves the id still names the same object
+    held_nodes = []  # graph nodes cannot be weakly referenced: holding them keeps their ids unique
+
+    def forget(reference, key):
+        entry = registry.get(key)
+        if entry is not None and entry[0] is reference:
+            del registry[key]
+
+    def token_of(obj):
+        key = id_(obj)
+        entry = registry.get(key)
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        try:
+            reference = weak_ref(obj, lambda r, key=key: forget(r, key))
+        except TypeError:  # graph nodes: hold them (bounded), so their id cannot be reused
+            if len_(held_nodes) >= max_held:
+                return -1
+            held_nodes.append(obj)
+            reference = (lambda held=obj: held)
+        token = state["next_token"]
+        state["next_token"] = token + 1
+        registry[key] = (reference, token)
+        return token
+
+    # ---- provenance: which recorded call produced which object (by token), and its values then
+    produced = {}  # token -> {"call", "via", "passes", "replaced_before", "version", "copy"}
+
+    def frozen_copy(t):
+        if numel(t) > max_values:
+            return None
+        return clone(detach(t))
+
+    def unchanged(t, info):
+        if version(t) != info["version"]:
+            return False
+        copy = info["copy"]
+        if copy is None:
+            return True
+        now = detach(t)
+        return list(read["shape"](now)) == list(read["shape"](copy)) and \
+            bool(torch_equal(nan_to_num(now), nan_to_num(copy)))
+
+    def mark(t, call, via, passes=(), replaced_before=False):
+        token = token_of(t)
+        produced[token] = {"call": call, "via": via, "passes": list(passes), "replaced_before": replaced_before,
+                           "version": version(t), "copy": frozen_copy(t)}
+        return token
+
+    def origin_of(t):
+        info = produced.get(token_of(t))
+        if info is None:
+            return None
+        return {"call": info["call"], "via": info["via"], "passes": info["passes"],
+                "modified": not unchanged(t, info), "replaced_before": info["replaced_before"]}
+
+    def walk_graph(roots, keep_tokens=True):
+        """Tokens of non-leaf graph nodes, and the leaf tensors reachable from roots (bounded)."""
+        nodes, leaves, seen, visited, stack = [], [], set(), [], [r for r in roots if r is not None]
         while stack and len_(seen) < max_nodes:
             node = stack.pop()
+            visited.append(node)  # alive until the walk ends, so ids stay unique during it
             if id_(node) in seen:
                 continue
             seen.add(id_(node))
             if type_name(exact_type(node)) == "AccumulateGrad":
-                leaves.append(id_(getattr_(node, "variable", None)))
+                variable = getattr_(node, "variable", None)
+                if variable is not None:
+                    leaves.append(variable)
                 continue
-            nodes.append(id_(node))
+            if keep_tokens:
+                nodes.append(token_of(node))
             for successor, _ in getattr_(node, "next_functions", ()) or ():
                 if successor is not None:
                     stack.append(successor)
         return nodes, leaves
 
-    def tensor_facts(t):
+    def grad_fn_token(t):
         grad_fn = read["grad_fn"](t)
-        return {
-            "id": id_(t),
-            "shape": list(read["shape"](t)),
-            "numel": numel(t),
-            "grad_fn": None if grad_fn is None else type_name(exact_type(grad_fn)),
-            "grad_fn_id": None if grad_fn is None else id_(grad_fn),
-        }
+        return None if grad_fn is None else token_of(grad_fn)
 
-    def as_tensor_list(value):
+    def tensors_in(value, depth=0):
+        """Tensors in a result: a tensor, or tuples/lists of them (exact types only: no student __iter__)."""
         if isinstance_(value, tensor_type):
             return [value]
-        if exact_type(value) is tuple or exact_type(value) is list:  # no student __iter__
-            return [v for v in value if isinstance_(v, tensor_type)]
+        if (exact_type(value) is tuple or exact_type(value) is list) and depth < 3:
+            found = []
+            for item in value:
+                found.extend(tensors_in(item, depth + 1))
+            return found
         return []
 
     def flag(value):
         """A boolean argument as torch reads it; objects with a clever __bool__ count as False."""
         return value is True or (exact_type(value) is int and value != 0)
 
-    def describe_call(api, arguments):
+    def new_entry(api):
+        index = state["next_call"]
+        state["next_call"] = index + 1
+        return {"index": index, "api": api, "task": state["task"], "create_graph": False, "retain_graph": None,
+                "gradient_given": False, "allow_unused": False, "materialize_grads": False, "output_shapes": [],
+                "output_tokens": [], "input_tokens": [], "graph_nodes": [], "leaf_tokens": [], "result_tokens": [],
+                "filled_tokens": [], "inner_apis": [], "transform": None, "raised": None}
+
+    def describe_call(entry, arguments):
+        """What a call's arguments say, and the leaves whose .grad a backward pass may fill."""
+        api = entry["api"]
         if api == "autograd.grad":
-            outputs = as_tensor_list(arguments.get("outputs"))
-            gradient = arguments.get("grad_outputs")
-            inputs = as_tensor_list(arguments.get("inputs"))
+            outputs, gradient = tensors_in(arguments.get("outputs")), arguments.get("grad_outputs")
         elif api == "autograd.backward":
-            outputs = as_tensor_list(arguments.get("tensors"))
-            gradient = arguments.get("grad_tensors")
-            inputs = as_tensor_list(arguments.get("inputs"))
-        else:
-            outputs = [arguments.get("self")]
-            gradient = arguments.get("gradient")
-            inputs = as_tensor_list(arguments.get("inputs"))
-        nodes, leaves = walk_graph([read["grad_fn"](t) for t in outputs if isinstance_(t, tensor_type)])
+            outputs, gradient = tensors_in(arguments.get("tensors")), arguments.get("grad_tensors")
+        elif api == "Tensor.backward":
+            outputs, gradient = tensors_in(arguments.get("self")), arguments.get("gradient")
+        else:  # torch.autograd.functional.*: the function's outputs are only known afterwards
+            outputs, gradient = [], arguments.get("v")
+        nodes, leaves = walk_graph([read["grad_fn"](t) for t in outputs])
         retain = arguments.get("retain_graph")
-        return {
-            "api": api,
-            "task": state["task"],
+        entry.update({
             "create_graph": flag(arguments.get("create_graph")),
             "retain_graph": None if retain is None else flag(retain),
             "gradient_given": gradient is not None,
             "allow_unused": flag(arguments.get("allow_unused")),
             "materialize_grads": flag(arguments.get("materialize_grads")),
-            "outputs": [tensor_facts(t) for t in outputs if isinstance_(t, tensor_type)],
-            "input_ids": [id_(t) for t in inputs],
+            "output_shapes": [list(read["shape"](t)) for t in outputs],
+            "output_tokens": [token_of(t) for t in outputs],
+            "input_tokens": [token_of(t) for t in tensors_in(arguments.get("inputs"))],
             "graph_nodes": nodes,
-            "leaf_ids": leaves,
-            "result_ids": [],
-            "raised": None,
-        }
+            "leaf_tokens": [token_of(t) for t in leaves],
+        })
+        return leaves
 
     def bind(names, args, kwargs):
         """Arguments by name, as the original signature binds them (inspect could be patched)."""
@@ -277,57 +374,174 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
             arguments[name] = kwargs[name]
         return arguments
 
+    def keep(entry):
+        task_calls = sum(1 for c in calls if c["task"] == entry["task"])
+        if task_calls < max_calls:
+            calls.append(entry)
+        else:
+            dropped_calls[entry["task"]] = dropped_calls.get(entry["task"], 0) + 1
+
+    def grads_before(leaves):
+        """Each leaf's .grad before a pass, and what it was: none, autograd's (its passes), zeros, or by hand."""
+        before = []
+        for leaf in leaves:
+            old = read["grad"](leaf)
+            if old is None:
+                before.append((leaf, None, -1, "fresh", []))
+                continue
+            info = produced.get(token_of(old))
+            if info is not None and info["via"] == "grad" and unchanged(old, info):
+                before.append((leaf, old, version(old), "chain", info["passes"]))
+                continue
+            zero = numel(old) <= max_values and not bool(any_nonzero(detach(old)))
+            before.append((leaf, old, version(old), "fresh" if zero else "hand", []))
+        return before
+
+    def note_filled(entry, before):
+        """After a backward pass: every .grad it created or added to is autograd's, with its history."""
+        for leaf, old, old_version, kind, passes in before:
+            new = read["grad"](leaf)
+            if new is None or (new is old and version(new) == old_version):
+                continue  # this pass did not touch it (inputs= left it out, or it raised first)
+            history = passes if kind == "chain" else []
+            token = mark(new, entry["index"], "grad", history + [entry["index"]], kind == "hand")
+            entry["filled_tokens"].append(token)
+
+    def run_recorded(entry, original, args, kwargs, before=()):
+        state["depth"] += 1
+        outer_inner, state["inner"] = state["inner"], set()
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as error:
+            entry["raised"] = {"type": type_name(exact_type(error)), "message": text(error, 400)}
+            raise
+        finally:
+            state["depth"] -= 1
+            entry["inner_apis"] = sorted(state["inner"])
+            state["inner"] = outer_inner
+            with Unhooked():
+                note_filled(entry, before)
+        with Unhooked():
+            found = tensors_in(result)
+            entry["result_tokens"] = [mark(t, entry["index"], "result") for t in found]
+            if entry["api"][:5] == "func.":
+                entry["create_graph"] = any(read["grad_fn"](t) is not None for t in found)
+        return result
+
     def record(api, original):
         names = tuple(inspect.signature(original).parameters)
 
         def recorded(*args, **kwargs):
             if state["depth"]:
+                if state["inner"] is not None:
+                    state["inner"].add(api)
                 return original(*args, **kwargs)  # inner call of an outer recorded one
+            entry, before = new_entry(api), []
             try:
                 with Unhooked():
-                    entry = describe_call(api, bind(names, args, kwargs))
+                    leaves = describe_call(entry, bind(names, args, kwargs))
+                    if api in ("Tensor.backward", "autograd.backward"):
+                        before = grads_before(leaves)
             except Exception as problem:  # bad arguments: let torch raise its own error
-                entry = {"api": api, "task": state["task"], "unreadable_arguments": text(problem, 200),
-                         "raised": None, "outputs": [], "graph_nodes": [], "leaf_ids": [], "result_ids": []}
-            task_calls = sum(1 for c in calls if c["task"] == state["task"])
-            if task_calls < max_calls:
-                calls.append(entry)
-            else:
-                dropped_calls[state["task"]] = dropped_calls.get(state["task"], 0) + 1
-            state["depth"] += 1
-            try:
-                result = original(*args, **kwargs)
-            except BaseException as error:
-                entry["raised"] = {"type": type_name(exact_type(error)), "message": text(error, 400)}
-                raise
-            finally:
-                state["depth"] -= 1
+                entry["unreadable_arguments"] = text(problem, 200)
+            keep(entry)
+            return run_recorded(entry, original, args, kwargs, before)
+
+        return disguise(recorded, original, api)
+
+    def record_transform(api, original, returns_function=True):
+        """torch.func transforms: record the transform, and each call of the function it returns."""
+        def transform(*args, **kwargs):
+            made = original(*args, **kwargs)
+            if state["depth"]:
+                return made
+            entry = new_entry(api)
+            keep(entry)
+            if returns_function:
+                return disguise(transformed(api, made, entry["index"]), made, api)
+            if exact_type(made) is tuple and len_(made) >= 2:  # func.vjp: (output, vjp_fn[, aux])
+                return made[:1] + (disguise(transformed(api, made[1], entry["index"]), made[1], api),) + made[2:]
+            return made
+
+        return disguise(transform, original, api)
+
+    def transformed(api, function, transform_index):
+        def call(*args, **kwargs):
+            if state["depth"]:
+                if state["inner"] is not None:
+                    state["inner"].add(api)
+                return function(*args, **kwargs)
+            entry = new_entry(api)
+            entry["transform"] = transform_index
             with Unhooked():
-                entry["result_ids"] = [id_(t) for t in as_tensor_list(result)]
-            return result
+                entry["input_tokens"] = [token_of(t) for t in tensors_in(list(args))]
+            keep(entry)
+            return run_recorded(entry, function, args, kwargs)
+        return call
 
-        recorded.__name__ = getattr_(original, "__name__", api)
-        recorded.__doc__ = getattr_(original, "__doc__", None)
-        recorded.__wrapped__ = original
-        return recorded
+    def record_vmap(original):
+        """vmap is no autograd call itself; a call of a vmapped function counts when a transform ran inside."""
+        def vmap(*args, **kwargs):
+            mapped = original(*args, **kwargs)
 
-    tensor_type.backward = record("Tensor.backward", tensor_type.backward)
-    torch.autograd.backward = record("autograd.backward", torch.autograd.backward)
-    torch.autograd.grad = record("autograd.grad", torch.autograd.grad)
+            def call(*inner_args, **inner_kwargs):
+                if state["depth"]:
+                    return mapped(*inner_args, **inner_kwargs)
+                entry = new_entry("func.vmap")
+                result = run_recorded(entry, mapped, inner_args, inner_kwargs)
+                if entry["inner_apis"]:
+                    keep(entry)
+                return result
+            return disguise(call, mapped, "func.vmap")
+        return disguise(vmap, original, "func.vmap")
 
-    def describe_tensor(t):
-        facts = tensor_facts(t)
+    def disguise(wrapper, original, api):
+        wrapper.__name__ = getattr_(original, "__name__", api)
+        wrapper.__doc__ = getattr_(original, "__doc__", None)
+        wrapper.__wrapped__ = original
+        return wrapper
+
+    functional = torch.autograd.functional
+    func = torch.func
+    patched = {}
+
+    def install(owner, attribute, api, wrapper):
+        setattr(owner, attribute, wrapper)
+        patched[(owner, attribute)] = (api, wrapper)
+
+    install(tensor_type, "backward", "Tensor.backward", record("Tensor.backward", tensor_type.backward))
+    install(torch.autograd, "backward", "torch.autograd.backward", record("autograd.backward", torch.autograd.backward))
+    install(torch.autograd, "grad", "torch.autograd.grad", record("autograd.grad", torch.autograd.grad))
+    for name in ("jacobian", "hessian", "vjp", "jvp", "hvp"):
+        install(functional, name, "torch.autograd.functional." + name,
+                record("functional." + name, getattr_(functional, name)))
+    for name in ("grad", "grad_and_value", "jacrev", "jacfwd", "hessian"):
+        install(func, name, "torch.func." + name, record_transform("func." + name, getattr_(func, name)))
+    install(func, "vjp", "torch.func.vjp", record_transform("func.vjp", func.vjp, returns_function=False))
+    vmap = record_vmap(func.vmap)
+    install(func, "vmap", "torch.func.vmap", vmap)
+    install(torch, "vmap", "torch.vmap", vmap)
+
+    # ---- reading values for a snapshot
+    def describe_tensor(t, with_grad=False):
         grad_fn = read["grad_fn"](t)
-        _, leaves = walk_graph([grad_fn]) if grad_fn is not None else ([], [])
-        facts.update({
+        _, leaves = walk_graph([grad_fn], keep_tokens=False) if grad_fn is not None else ([], [])
+        facts = {
             "kind": "tensor",
+            "token": token_of(t),
+            "shape": list(read["shape"](t)),
+            "numel": numel(t),
             "dtype": to_text(read["dtype"](t)).replace("torch.", ""),
             "requires_grad": bool(read["requires_grad"](t)),
             "is_leaf": bool(read["is_leaf"](t)),
-            "has_grad": read["grad"](t) is not None,
-            "leaf_ids": leaves,
+            "is_parameter": exact_type(t) is parameter_type,
+            "has_grad": bool(read["is_leaf"](t)) and read["grad"](t) is not None,  # non-leaf .grad warns
+            "grad_fn": None if grad_fn is None else type_name(exact_type(grad_fn)),
+            "grad_fn_token": None if grad_fn is None else token_of(grad_fn),
+            "leaf_tokens": [token_of(leaf) for leaf in leaves],
+            "origin": origin_of(t),
             "values": None,
-        })
+        }
         if facts["numel"] <= max_values:
             try:
                 values = flat_values(t)
@@ -340,47 +554,102 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
             facts["too_large"] = True
         return facts
 
+    def is_tensor(value):
+        return exact_type(value) is tensor_type or exact_type(value) is parameter_type
+
+    def is_module(value):
+        return module_type in mro_of(exact_type(value))
+
+    def module_dict(value, name):
+        try:
+            found = object_dict(value).get(name)
+        except Exception:
+            return {}
+        return found if exact_type(found) is dict or exact_type(found) is ordered_dict else {}
+
+    def describe_module(module):
+        parameters, buffers, truncated = {}, {}, False
+        for prefix, owner in named_modules(module):
+            for name, tensor in dict_items(module_dict(owner, "_parameters")):
+                if tensor is None or not is_tensor(tensor):
+                    continue
+                if len_(parameters) >= 64:
+                    truncated = True
+                    break
+                grad = read["grad"](tensor)
+                parameters[prefix + name] = {"value": describe_tensor(tensor),
+                                             "grad": None if grad is None else describe_tensor(grad)}
+            for name, tensor in dict_items(module_dict(owner, "_buffers")):
+                if tensor is not None and is_tensor(tensor) and len_(buffers) < 64:
+                    buffers[prefix + name] = describe_tensor(tensor)
+        return {"kind": "module", "type_name": type_name(exact_type(module)), "parameters": parameters,
+                "buffers": buffers, "truncated": truncated}
+
+    def named_modules(module, prefix="", depth=0):
+        found = [(prefix, module)]
+        if depth < 8:
+            for name, child in dict_items(module_dict(module, "_modules")):
+                if child is not None and is_module(child) and len_(found) < 256:
+                    found.extend(named_modules(child, prefix + to_text(name) + ".", depth + 1))
+        return found
+
+    def dict_items(mapping):
+        return [(k, dict_getitem(mapping, k)) for k in dict_keys(mapping) if isinstance_(k, str)]
+
     def describe(value, depth=0):
         kind = exact_type(value)
         if value is None:
             return {"kind": "none"}
-        if kind is tensor_type:
+        if is_tensor(value):
             return describe_tensor(value)
         if isinstance_(value, tensor_type):
-            return {"kind": "tensor_subclass", "type": type_name(kind)}
+            return {"kind": "tensor_subclass", "type_name": text(type_name(kind), 80)}
         if kind is bool or kind is int or kind is float:
-            return {"kind": "number", "value": value}
-        if (kind is tuple or kind is list) and depth < 2:
-            return {"kind": type_name(kind), "length": len_(value),
+            if kind is int and not -2**53 <= value <= 2**53:
+                return {"kind": "other", "type_name": "int (too large)"}
+            return {"kind": "number", "value": value, "integer": kind is not float}
+        if is_module(value):
+            return describe_module(value)
+        if (kind is tuple or kind is list) and depth < 3:
+            return {"kind": "sequence", "container": type_name(kind), "length": len_(value),
                     "items": [describe(value[i], depth + 1) for i in range(min(len_(value), 8))]}
-        return {"kind": "other", "type": type_name(kind)}
+        if kind is dict and depth < 3:
+            keys = [k for k in dict_keys(value) if exact_type(k) is str and len_(k) <= 80][:64]
+            return {"kind": "mapping", "length": len_(value),
+                    "entries": {k: describe(dict_getitem(value, k), depth + 1) for k in keys}}
+        return {"kind": "other", "type_name": text(type_name(kind), 80)}
+
+    def step(value, part):
+        """One `.part` of a snapshot path, without running any student-defined code."""
+        if is_tensor(value):
+            return (True, read["grad"](value)) if part == "grad" else (False, None)
+        if is_module(value):
+            for table in ("_parameters", "_buffers", "_modules"):
+                found = module_dict(value, table)
+                if part in found:
+                    return True, dict_getitem(found, part)
+            return False, None
+        if exact_type(value) is dict:
+            return (True, dict_getitem(value, part)) if part in dict_keys(value) else (False, None)
+        if (exact_type(value) is tuple or exact_type(value) is list) and part.isdigit() and int(part) < len_(value):
+            return True, value[int(part)]
+        return False, None
 
     def lookup(namespace, path):
-        """Resolve 'name' or 'name.grad' without running any student-defined code."""
-        name, _, attribute = path.partition(".")
+        name, *parts = path.split(".")
         if name not in namespace:
             return {"kind": "missing"}
         value = namespace[name]
-        if not attribute:
-            return describe(value)
-        if exact_type(value) is not tensor_type:
-            return {"kind": "missing", "owner_kind": describe(value)["kind"]}
-        if attribute == "grad":
-            return describe(read["grad"](value))
-        return {"kind": "missing"}
+        for position, part in enumerate(parts):
+            ok, value = step(value, part)
+            if not ok:
+                owner = ".".join([name] + parts[:position])
+                return {"kind": "missing", "reason": text(f"`{owner}` has no `{part}`", 300)}
+        return describe(value)
 
     def integrity_problems():
-        problems = []
-        if tensor_type.backward is not patched["Tensor.backward"]:
-            problems.append("Tensor.backward was replaced")
-        if torch.autograd.grad is not patched["autograd.grad"]:
-            problems.append("torch.autograd.grad was replaced")
-        if torch.autograd.backward is not patched["autograd.backward"]:
-            problems.append("torch.autograd.backward was replaced")
-        return problems
-
-    patched = {"Tensor.backward": tensor_type.backward, "autograd.grad": torch.autograd.grad,
-               "autograd.backward": torch.autograd.backward}
+        return [label + " was replaced" for (owner, attribute), (label, wrapper) in patched.items()
+                if getattr_(owner, attribute, None) is not wrapper]
 
     class Probe:
         __slots__ = ()
@@ -405,11 +674,11 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
                 write(stdout, slice_text(line, slice(start, start + chunk)))
                 flush(stdout)
 
-        def values_match(self, value, expected):
-            """Used by bridge cells: is a student value usable by the next task?"""
+        def values_match(self, value, expected, need_graph=True):
+            """Used by bridge cells: is a student value usable by the next task (same shape and values)?"""
             try:
                 with Unhooked():
-                    return (exact_type(value) is tensor_type and read["grad_fn"](value) is not None
+                    return (is_tensor(value) and (not need_graph or read["grad_fn"](value) is not None)
                             and list(read["shape"](value)) == list(read["shape"](expected))
                             and flat_values(value) == flat_values(expected))
             except Exception:

@@ -7,22 +7,24 @@ GIVEN values (typed in, or shape/dtype fixed by hand), and the message says so.
 
 from __future__ import annotations
 
-from .assignment import Assignment, RunPlan
-from .checks import Outcome
+from .assignment import Assignment
 from .config import AssignmentConfig
+from .evidence import RunPlan
+from .outcome import Outcome
 from .results import CheckResult, TaskResult
 
 ONLY_FOR_EXAMPLE = ("Correct for the example inputs, but not for {run}. Values that are typed in, or a shape or "
-                    "dtype fixed by hand, only work for one set of inputs: compute everything from `x` and `y`.")
+                    "dtype fixed by hand, only work for one set of inputs: {advice}")
 
 
-def combine(runs: list[RunPlan], outcomes: list[Outcome]) -> Outcome:
+def combine(runs: list[RunPlan], outcomes: list[Outcome], advice: str = "") -> Outcome:
     for run, outcome in zip(runs, outcomes):
         if outcome.passed:
             continue
         if not run.is_example and outcomes[0].passed:
             return Outcome(False, expected=outcome.expected, found=outcome.found,
-                           hint=ONLY_FOR_EXAMPLE.format(run=run.describe()), error=outcome.error)
+                           hint=ONLY_FOR_EXAMPLE.format(run=run.describe(), advice=advice),
+                           error=outcome.error)
         return outcome
     notes = [o.note for o in outcomes if o.note]
     return Outcome(True, note=notes[0] if notes else "")
@@ -37,7 +39,7 @@ def score(assignment: Assignment, config: AssignmentConfig, runs: list[RunPlan],
         results = []
         for spec in assignment.checks_of(task.number):
             settings = config.checks[spec.id]
-            outcome = combine(runs, [outcomes[spec.id] for outcomes in per_run])
+            outcome = combine(runs, [outcomes[spec.id] for outcomes in per_run], assignment.hint("only_for_example"))
             results.append(CheckResult(
                 id=spec.id, task=task.number, title=spec.title,
                 score=settings.points if outcome.passed else 0.0, max_score=settings.points,

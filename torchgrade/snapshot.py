@@ -16,23 +16,23 @@ import hashlib
 import hmac
 import json
 
-from .assignment import Assignment, RunPlan
-from .checks import CellError, RunEvidence
+from .assignment import Assignment
+from .evidence import CellError, RunEvidence, RunPlan, SnapshotError, parse_snapshot
 from .executor import ExecutionResult
 from .instrument import Plan
 from .locate import Layout
-from .values import SnapshotError, parse_snapshot
 
 
 def read_evidence(plan: Plan, execution: ExecutionResult, assignment: Assignment, layout: Layout,
                   run: RunPlan) -> RunEvidence:
-    evidence = RunEvidence(run=run, events=list(plan.events) + list(execution.events),
+    events = [str(event)[:2000] for event in list(plan.events) + list(execution.events)][:1000]
+    evidence = RunEvidence(run=run, events=events,
                            markers={n for n in assignment.task_numbers if layout.has_marker(n)})
     for cell, outcome in zip(plan.cells, execution.cells):
         if cell.role == "student" and outcome.status == "error":
-            evidence.errors.append(CellError(cell.position, cell.task, outcome.error_name, outcome.error_value))
+            evidence.errors.append(_cell_error(cell, outcome.error_name, outcome.error_value))
         elif cell.role == "student" and outcome.status == "timeout":
-            evidence.errors.append(CellError(cell.position, cell.task, "Timeout", outcome.error_value))
+            evidence.errors.append(_cell_error(cell, "Timeout", outcome.error_value))
     for task in assignment.tasks:
         index, nonce = plan.nonces[task.number]
         outcome = execution.cells[index]
@@ -42,6 +42,10 @@ def read_evidence(plan: Plan, execution: ExecutionResult, assignment: Assignment
         except SnapshotError as problem:
             evidence.unavailable[task.number] = _why_unavailable(plan, execution, task.number, outcome, problem)
     return evidence
+
+
+def _cell_error(cell, name, value) -> CellError:
+    return CellError(position=cell.position, task=cell.task, name=str(name)[:80], value=str(value)[:2000])
 
 
 def _parse(stdout: str, nonce: str, task: int, paths: list[str], secret: str | None = None):

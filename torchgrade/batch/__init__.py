@@ -20,10 +20,10 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import AssignmentConfig
+from ..config import AssignmentConfig, Config, assignment_for, pick_assignment
 from ..errors import EXIT_GRADED, EXIT_USAGE, GradingError
 from ..evidence_store import (
     EvidenceError, NoExecution, execution_fingerprint, grade_from_evidence, loads_evidence, scoring_fingerprint,
@@ -152,7 +152,57 @@ def describe_isolation(entry: AssignmentConfig) -> str | None:
 
 # ------------------------------------------------------------------------------ the batch
 
-def run_batch(args: argparse.Namespace, name: str, entry: AssignmentConfig) -> int:
+def run_batches(args: argparse.Namespace, config: Config) -> int:
+    """A batch of one assignment, or (several configured, no --assignment) one batch per assignment found.
+
+    With several assignments each submission is graded as the assignment its notebook names
+    (`metadata.torchgrade.assignment`, else its file name); each assignment gets its own output
+    folder (OUTPUT/<assignment>/: gradebook, grades.csv, feedback/, report.html). A notebook that
+    names no configured assignment is listed as "could not grade" with the first assignment.
+    """
+    from ..cli import with_sandbox
+
+    if args.assignment or len(config.assignments) == 1:
+        name, entry = pick_assignment(config, args.assignment)
+        return run_batch(args, name, with_sandbox(entry, args.sandbox))
+    base = (args.output_dir or default_output_dir(list(args.paths))).resolve()
+    first = next(iter(config.assignments))
+
+    def chooser(wanted: str):
+        def choose(found: Found) -> tuple[bool, str | None]:
+            if found.path is None:
+                return wanted == first, None
+            try:
+                chosen, _ = assignment_for(config, found.path)
+            except GradingError as problem:
+                return wanted == first, problem.reason
+            return chosen == wanted, None
+        return choose
+
+    present = _assignments_present(args, config, base, chooser)
+    status = EXIT_GRADED
+    for name, entry in config.assignments.items():
+        if name not in present:
+            continue
+        say(f"=== {name}")
+        own = argparse.Namespace(**{**vars(args), "output_dir": base / name})
+        status = max(status, run_batch(own, name, with_sandbox(entry, args.sandbox), chooser(name), skip=(base,)))
+    if not present:
+        raise BatchUsageError("no notebooks found in the given paths")
+    return status
+
+
+def _assignments_present(args, config: Config, base: Path, chooser) -> set[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="torchgrade-scan-") as scratch:
+        first = next(iter(config.assignments.values()))
+        found = discover(list(args.paths), Path(scratch), first.exercise.name, skip=(base,))
+        return {name for name in config.assignments if any(chooser(name)(item)[0] for item in found)}
+
+
+def run_batch(args: argparse.Namespace, name: str, entry: AssignmentConfig, chooser=None,
+              skip: tuple[Path, ...] = ()) -> int:
     started = time.monotonic()
     paths: list[Path] = list(args.paths)
     if args.jobs is not None and args.jobs < 1:
@@ -173,15 +223,22 @@ def run_batch(args: argparse.Namespace, name: str, entry: AssignmentConfig) -> i
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         try:
-            return _run(args, name, entry, paths, output, work, jobs, jobs_why, started)
+            return _run(args, name, entry, paths, output, work, jobs, jobs_why, started, chooser, skip)
         finally:
             if not getattr(args, "debug", False):
                 shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(args, name: str, entry: AssignmentConfig, paths: list[Path], output: Path, work: Path, jobs: int,
-         jobs_why: str, started: float) -> int:
-    found = discover(paths, work / "unpacked", entry.exercise.name, skip=(output,))
+         jobs_why: str, started: float, chooser=None, skip: tuple[Path, ...] = ()) -> int:
+    found = discover(paths, work / "unpacked", entry.exercise.name, skip=(output, *skip))
+    if chooser is not None:  # a batch of several assignments: only this one's submissions
+        kept = []
+        for item in found:
+            mine, problem = chooser(item)
+            if mine:
+                kept.append(replace(item, path=None, problem=problem) if problem else item)
+        found = kept
     roster = load_roster(args.roster) if args.roster else None
     matched = assign(found, roster)
     for warning in matched.warnings:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
-from ..evidence_store import EvidenceError, RecordingGrader, evidence_to_data
+from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
 from ..results import GradeReport
 
 PR_SET_PDEATHSIG = 1
@@ -101,8 +101,7 @@ def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_p
         report = replace(grader.grade_notebook(path), submission=shown)
         result = {"status": "graded", "report": report.to_dict()}
         try:
-            result["evidence"] = [json.dumps(evidence_to_data(e), allow_nan=False, ensure_ascii=False,
-                                             separators=(",", ":")) for e in grader.recorded]
+            result["evidence"] = [evidence_text(e) for e in grader.recorded]
         except (EvidenceError, ValueError, TypeError) as problem:  # graded, but cannot be re-scored later
             result["evidence"] = None
             result["notes"] = [f"the snapshots could not be stored ({problem}); a re-score will run it again"]
