@@ -15,24 +15,23 @@ import pytest
 import torch
 
 from conftest import ROOT, write_config
-from torchgrade.assignment import RunPlan
 from torchgrade.batch.discover import discover, extract_zip
 from torchgrade.batch.exports import StudentRow, TaskInfo, feedback_markdown, feedback_names, write_grades_csv
 from torchgrade.batch.gradebook import Gradebook, Outcome
 from torchgrade.batch.progress import Progress
 from torchgrade.batch.roster import RosterError, assign, load_roster
-from torchgrade.checks import CellError, RunEvidence
 from torchgrade.config import load_config
 from torchgrade.errors import SubmissionError
 from torchgrade.evidence_store import (
-    EvidenceError, NoExecution, dumps_evidence, evidence_from_data, execution_fingerprint, loads_evidence,
+    EvidenceError, NoExecution, dumps_evidence, execution_fingerprint, loads_evidence,
     report_from_dict, scoring_fingerprint, stale_reason,
 )
 from torchgrade.loader import MAX_NOTEBOOK_BYTES
 from torchgrade.pipeline import Grader
 from torchgrade.results import CheckResult, GradeReport, TaskResult
-from torchgrade.values import (
-    CallRecord, Missing, NoneValue, Number, Other, Raised, Sequence, Snapshot, TensorSubclass, TensorValue,
+from torchgrade.evidence import (
+    CallRecord, CellError, DrawnNumber, DrawnSeed, DrawnTensor, Mapping, Missing, ModuleValue, NoneValue, Number, Origin,
+    Other, Parameter, Raised, RunEvidence, RunPlan, Sequence, Snapshot, TensorSubclass, TensorValue,
 )
 
 discover_module = importlib.import_module("torchgrade.batch.discover")  # the module, not the function
@@ -233,29 +232,38 @@ class TestRoster:
 # ------------------------------------------------------------------------- stored evidence
 
 def full_evidence() -> RunEvidence:
-    tensor = TensorValue(id=7, dtype="float32", shape=(2, 2), numel=4, values=(1.5, -0.0, math.inf, math.nan),
-                         requires_grad=True, is_leaf=False, has_grad=False, grad_fn="PowBackward0", grad_fn_id=99,
-                         leaf_ids=frozenset({3, 1}), too_large=False, unreadable=None)
-    call = CallRecord(api="autograd.grad", task=3, create_graph=True, retain_graph=None, gradient_given=True,
-                      allow_unused=False, materialize_grads=False, output_shapes=((2, 3), ()),
-                      output_ids=frozenset({5}), graph_nodes=frozenset({1, 2, 3}), leaf_ids=frozenset({1}),
-                      result_ids=frozenset(), raised=Raised("RuntimeError", "element 0 of tensors"))
-    values = {"f": tensor, "g": Missing("why"), "h": NoneValue(), "n": Number(0.1 + 0.2), "o": Other("dict"),
-              "s": TensorSubclass("MyTensor"), "t": Sequence("tuple", 3, (tensor, NoneValue())),
-              "big": TensorValue(8, "float64", (1000,), 1000, None, False, True, False, None, None, too_large=True)}
-    run = RunPlan(1, False, (3, 4), torch.float64, 0.5, 3.0, 12345678901)
+    tensor = TensorValue(token=7, dtype="float32", shape=(2, 2), numel=4, values=(1.5, -0.0, math.inf, math.nan),
+                         requires_grad=True, is_leaf=False, has_grad=False, grad_fn="PowBackward0", grad_fn_token=99,
+                         leaf_tokens=frozenset({3, 1}), origin=Origin(call=4, via="result"))
+    grad = TensorValue(token=9, dtype="float64", shape=(), numel=1, values=(2.0,), requires_grad=False, is_leaf=True,
+                       has_grad=False, origin=Origin(call=5, via="grad", passes=(4, 5), replaced_before=True))
+    call = CallRecord(index=4, api="autograd.grad", task=3, create_graph=True, gradient_given=True,
+                      output_shapes=((2, 3), ()), output_tokens=frozenset({5}), graph_nodes=frozenset({1, 2, 3}),
+                      leaf_tokens=frozenset({1}), result_tokens=frozenset({7}), inner_apis=frozenset({"func.grad"}),
+                      raised=Raised(type="RuntimeError", message="element 0 of tensors"))
+    module = ModuleValue(type_name="Sequential", parameters={"0.weight": Parameter(value=grad, grad=grad)})
+    values = {"f": tensor, "g": Missing(reason="why"), "h": NoneValue(), "n": Number(value=0.1 + 0.2),
+              "o": Other(type_name="set"), "s": TensorSubclass(type_name="MyTensor"), "m": module,
+              "d": Mapping(length=1, entries={"k": NoneValue()}),
+              "t": Sequence(container="tuple", length=3, items=(tensor, NoneValue())),
+              "big": TensorValue(token=8, dtype="float64", shape=(1000,), numel=1000, requires_grad=False,
+                                 is_leaf=True, has_grad=False, too_large=True)}
+    run = RunPlan(index=1, is_example=False, seed=12345678901, description="other inputs (x: a random 3×4 tensor)")
     return RunEvidence(
-        run=run, snapshots={3: Snapshot(3, values, (call,), 2, ())}, unavailable={4: "the kernel died"},
-        errors=[CellError(9, 3, "NameError", "name 'yy' is not defined")], events=["a cell ran too long"],
-        markers={1, 2, 3}, inputs={"x": torch.tensor([[0.1, 2.5]], dtype=torch.float64),
-                                   "y": torch.tensor([1.0, float("nan")], dtype=torch.float32).requires_grad_(True)})
+        run=run, snapshots={3: Snapshot(task=3, values=values, calls=(call,), dropped_calls=2)},
+        unavailable={4: "the kernel died"},
+        errors=[CellError(position=9, task=3, name="NameError", value="name 'yy' is not defined")],
+        events=["a cell ran too long"], markers={1, 2, 3},
+        inputs={"x": DrawnTensor.of(torch.tensor([[0.1, 2.5]], dtype=torch.float64)),
+                "y": DrawnTensor.of(torch.tensor([1.0, float("nan")], dtype=torch.float32).requires_grad_(True)),
+                "omega": DrawnNumber(value=2.5), "model": DrawnSeed(seed=7)})
 
 
 class TestEvidence:
     def test_round_trip_is_exact_and_strict_json(self):
         evidence = full_evidence()
         text = dumps_evidence([evidence])
-        assert "NaN" not in text and "Infinity" not in text
+        assert '"NaN"' in text and '"Infinity"' in text  # strings: strict JSON
         json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
         (back,) = loads_evidence(text)
         assert dumps_evidence([back]) == text
@@ -271,15 +279,20 @@ class TestEvidence:
         assert math.copysign(1, restored.values["f"].values[1]) == -1
         assert restored.values["n"].value == 0.1 + 0.2
         for name in ("x", "y"):
-            a, b = evidence.inputs[name], back.inputs[name]
+            a, b = evidence.inputs[name].as_torch(), back.inputs[name].as_torch()
             assert a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad
             assert torch.equal(torch.nan_to_num(a.detach(), 7.0), torch.nan_to_num(b.detach(), 7.0))
+        assert back.inputs["omega"] == evidence.inputs["omega"] and back.inputs["model"] == evidence.inputs["model"]
+        assert restored.values["m"] == original.values["m"] and restored.values["d"] == original.values["d"]
 
     @pytest.mark.parametrize("change", [
-        lambda d: d.update(format=99),
+        lambda d: d.update(schema_version=1),
+        lambda d: d.update(schema_version=None, format=1),  # a row of the first gradebook format
+        lambda d: d["snapshots"]["3"]["values"]["f"].update(leaf_ids=[1]),  # an old field: refused, not misread
         lambda d: d["snapshots"]["3"]["values"]["f"].update(values=["1", 2]),
         lambda d: d["snapshots"]["3"]["values"]["f"].update(requires_grad="yes"),
         lambda d: d["inputs"]["x"].update(shape=[5]),
+        lambda d: d["snapshots"]["3"]["values"]["f"].update(values=[1.0] * 200_001, numel=200_001, shape=[200_001]),
         lambda d: d["snapshots"]["3"]["values"].update(z={"kind": "pickle"}),
         lambda d: d.update(markers=[True]),
     ])
@@ -287,7 +300,7 @@ class TestEvidence:
         data = json.loads(dumps_evidence([full_evidence()]))[0]
         change(data)
         with pytest.raises(EvidenceError):
-            evidence_from_data(data)
+            loads_evidence(json.dumps([data]))
 
     def test_a_report_round_trips_through_its_dict(self):
         check = CheckResult("c", 1, "t", 1.0, 2.0, False, "e", "f", "h", "", True)
@@ -320,10 +333,10 @@ class TestFingerprints:
     def test_stored_evidence_goes_stale_when_the_inputs_would_differ(self, tmp_path):
         grader = self.grader(tmp_path)
         runs = grader.plan_runs(NOTEBOOK)
-        evidence = [RunEvidence(run=r, inputs=grader.assignment.make_inputs(r)) for r in runs]
+        evidence = [RunEvidence(run=r, inputs=grader.assignment.draw(r)) for r in runs]
         assert stale_reason(grader, NOTEBOOK, evidence) is None
         assert stale_reason(grader, NOTEBOOK + b" ", evidence) == "the planned runs changed"  # seeds follow content
-        evidence[0].inputs["x"] = evidence[0].inputs["x"] + 1
+        evidence[0].inputs["x"] = DrawnTensor.of(evidence[0].inputs["x"].as_torch().detach() + 1)
         assert stale_reason(grader, NOTEBOOK, evidence) == "the inputs changed"
 
 

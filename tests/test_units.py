@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from conftest import ROOT, write_config
-from torchgrade.checks import compare_tensor
+from torchgrade.compare import compare_tensor
 from torchgrade.config import Tolerance, load_config
 from torchgrade.errors import ConfigError
 from torchgrade.executor import CellRun, ExecutionResult
 from torchgrade.instrument import neutralize_magics
 from torchgrade.locate import StudentCell, locate_tasks
 from torchgrade.snapshot import _parse
-from torchgrade.values import Missing, NoneValue, Sequence, SnapshotError, TensorValue, parse_value
+from torchgrade.evidence import Missing, NoneValue, Sequence, SnapshotError, TensorValue, parse_value
 
 TOL = Tolerance()
 
@@ -68,9 +68,9 @@ class TestMagics:
 
 
 def tensor_json(values, shape, **extra):
-    base = {"kind": "tensor", "id": 1, "dtype": "float32", "shape": shape, "numel": len(values), "values": values,
-            "requires_grad": False, "is_leaf": True, "has_grad": False, "grad_fn": None, "grad_fn_id": None,
-            "leaf_ids": []}
+    base = {"kind": "tensor", "token": 1, "dtype": "float32", "shape": shape, "numel": len(values), "values": values,
+            "requires_grad": False, "is_leaf": True, "has_grad": False, "grad_fn": None, "grad_fn_token": None,
+            "leaf_tokens": []}
     base.update(extra)
     return base
 
@@ -83,7 +83,9 @@ class TestValues:
     @pytest.mark.parametrize("bad", [
         tensor_json([1.0, 2.0], [3]),                 # values do not match the shape
         tensor_json(["1", 2.0], [2]),                 # not numbers
-        tensor_json([1.0], [1], id="0x1"),            # wrong type
+        tensor_json([1.0], [1], token="0x1"),         # wrong type
+        tensor_json([1.0], [1], id=1),                # unknown key (the old wire format)
+        tensor_json([1.0] * 200_001, [200_001]),     # too many values
         {"kind": "rocket"},
         [],
     ])
@@ -133,7 +135,7 @@ class TestCompare:
         assert not outcome.passed and text in outcome.found
 
     def test_a_one_tuple_passes_only_when_allowed(self):
-        one = Sequence("tuple", 1, (self.found([1, 2, 3, 4]),))
+        one = Sequence(container="tuple", length=1, items=(self.found([1, 2, 3, 4]),))
         assert not self.compare(one).passed
         assert "1-tuple" in self.compare(one, accept_one_tuple=True).note
 
@@ -145,7 +147,8 @@ class TestConfig:
     @pytest.mark.parametrize("override, text", [
         ({"checks__t1_f_value__points": "two"}, "assignments.computational_graph.checks.t1_f_value.points"),
         ({"limits__cell_timout": 5}, "limits.cell_timout: unknown key"),
-        ({"random_runs__shape": [0, 3]}, "random_runs.shape"),
+        ({"random_runs__shape": [0, 3]}, "shape moved to the grader module"),
+        ({"random_runs__count": 0}, "random_runs.count"),
         ({"tolerance__rtol": -1}, "tolerance.rtol"),
     ])
     def test_mistakes_name_the_key(self, tmp_path, override, text):

@@ -122,7 +122,7 @@ def python_literal(drawn: Drawn, declaration: Declaration) -> str:
 
 @dataclass(frozen=True)
 class Given:
-    """GIVEN code written from declared inputs: ``Given("x", "y", then="f = x**3 + y**2")``."""
+    """GIVEN code written from declared inputs: ``Given("t", "model", then="u = model(t)")``."""
 
     names: tuple[str, ...]
     then: str = ""

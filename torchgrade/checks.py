@@ -171,8 +171,11 @@ class CheckContext:
         indices: set[int] = set()
         for path in paths:
             tensor = self.tensor(path, task)
-            if tensor is None or tensor.origin is None or tensor.origin.via != "grad":
+            if tensor is None:
                 return failed(expected, f"`{path}` was not filled by a backward pass", hint)
+            problem = self._origin_problem(path, tensor, via="grad")
+            if problem:
+                return failed(expected, problem, hint)
             indices.update(tensor.origin.passes)
         runs = [c for c in (self.call(i) for i in sorted(indices)) if c is not None]
         nodes = frozenset().union(*(c.graph_nodes for c in runs)) if runs else frozenset()

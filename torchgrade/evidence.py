@@ -15,7 +15,7 @@ import math
 from typing import Annotated, Literal, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, StrictBool, StrictInt, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 SCHEMA_VERSION = 2
 
@@ -46,6 +46,16 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
 
+def _real(value):
+    """A number as JSON carries it (non-finite ones as the strings pydantic writes); never other text."""
+    if isinstance(value, str) and value not in ("NaN", "Infinity", "-Infinity"):
+        raise ValueError("expected a number, found text")
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_real)]
+Flag = StrictBool  # "yes" or 1 is not a boolean
+Int = StrictInt
 Tokens = Annotated[frozenset[int], Field(max_length=MAX_TOKENS)]
 Shape = Annotated[tuple[Annotated[int, Field(ge=0)], ...], Field(max_length=16)]
 
@@ -73,8 +83,8 @@ class NoneValue(Model):
 
 class Number(Model):
     kind: Literal["number"] = "number"
-    value: float
-    integer: bool = False
+    value: Real
+    integer: Flag = False
 
     def describe(self) -> str:
         return f"the plain number {self.value!r}"
@@ -102,8 +112,8 @@ class Origin(Model):
     call: int  # index of the recorded call (for a .grad: the last pass that filled it)
     via: Literal["result", "grad"]
     passes: tuple[int, ...] = Field((), max_length=MAX_CALLS)  # .grad: every pass accumulated into it
-    modified: bool = False  # its values changed after autograd produced them
-    replaced_before: bool = False  # .grad: accumulated onto a .grad that was assigned by hand
+    modified: Flag = False  # its values changed after autograd produced them
+    replaced_before: Flag = False  # .grad: accumulated onto a .grad that was assigned by hand
 
 
 class TensorValue(Model):
@@ -112,16 +122,16 @@ class TensorValue(Model):
     dtype: str = Field(max_length=40)
     shape: Shape
     numel: int = Field(ge=0)
-    values: tuple[float, ...] | None = Field(None, max_length=MAX_VALUES)
-    requires_grad: bool
-    is_leaf: bool
-    is_parameter: bool = False
-    has_grad: bool
+    values: tuple[Real, ...] | None = Field(None, max_length=MAX_VALUES)
+    requires_grad: Flag
+    is_leaf: Flag
+    is_parameter: Flag = False
+    has_grad: Flag
     grad_fn: str | None = Field(None, max_length=SHORT)
     grad_fn_token: int | None = None
     leaf_tokens: Tokens = frozenset()
     origin: Origin | None = None
-    too_large: bool = False
+    too_large: Flag = False
     unreadable: str | None = Field(None, max_length=LONG)
 
     @model_validator(mode="after")
@@ -158,7 +168,7 @@ class ModuleValue(Model):
                                                                                 max_length=MAX_ENTRIES)
     buffers: dict[Annotated[str, Field(max_length=SHORT)], TensorValue] = Field(default_factory=dict,
                                                                               max_length=MAX_ENTRIES)
-    truncated: bool = False
+    truncated: Flag = False
 
     def describe(self) -> str:
         return f"a {self.type_name} module with {len(self.parameters)} parameters"
@@ -188,6 +198,15 @@ Value = Annotated[Union[Missing, NoneValue, Number, Other, TensorSubclass, Tenso
                         Mapping], Field(discriminator="kind")]
 Sequence.model_rebuild()
 Mapping.model_rebuild()
+VALUE = TypeAdapter(Value)
+
+
+def parse_value(data) -> Value:
+    """One value as the probe sends it, validated (SnapshotError when malformed)."""
+    try:
+        return VALUE.validate_python(data)
+    except (ValidationError, RecursionError) as problem:
+        raise SnapshotError(_first_error(problem)) from None
 
 
 # ------------------------------------------------------------------------------- calls
@@ -203,11 +222,11 @@ class CallRecord(Model):
     index: int = Field(ge=0)
     api: Api
     task: int
-    create_graph: bool = False  # func.*: the result has a graph of its own
-    retain_graph: bool | None = None
-    gradient_given: bool = False
-    allow_unused: bool = False
-    materialize_grads: bool = False
+    create_graph: Flag = False  # func.*: the result has a graph of its own
+    retain_graph: Flag | None = None
+    gradient_given: Flag = False
+    allow_unused: Flag = False
+    materialize_grads: Flag = False
     output_shapes: tuple[Shape, ...] = Field((), max_length=MAX_ENTRIES)
     output_tokens: Tokens = frozenset()
     input_tokens: Tokens = frozenset()
@@ -275,7 +294,7 @@ class RunPlan(Model):
     """One execution of a submission: the example inputs (index 0) or freshly drawn ones."""
 
     index: int = Field(ge=0)
-    is_example: bool
+    is_example: Flag
     seed: int = 0
     description: str = Field("", max_length=LONG)  # "other inputs (...)", from the assignment
 
@@ -287,8 +306,14 @@ class DrawnTensor(Model):
     kind: Literal["tensor"] = "tensor"
     dtype: str = Field(max_length=40)
     shape: Shape
-    values: tuple[float, ...] = Field(max_length=MAX_VALUES)
-    requires_grad: bool = False
+    values: tuple[Real, ...] = Field(max_length=MAX_VALUES)
+    requires_grad: Flag = False
+
+    @model_validator(mode="after")
+    def values_fit_shape(self) -> "DrawnTensor":
+        if len(self.values) != math.prod(self.shape) or self.dtype not in DTYPES:
+            raise ValueError("an input's values do not match its shape and dtype")
+        return self
 
     def as_torch(self) -> torch.Tensor:
         dtype = DTYPES.get(self.dtype)
@@ -308,7 +333,7 @@ class DrawnTensor(Model):
 class DrawnNumber(Model):
     kind: Literal["number"] = "number"
     value: float
-    integer: bool = False
+    integer: Flag = False
 
     def as_python(self) -> int | float:
         return int(self.value) if self.integer else self.value
@@ -345,7 +370,7 @@ class RunEvidence(BaseModel):
     unavailable: dict[int, Annotated[str, Field(max_length=LONG)]] = Field(default_factory=dict)
     errors: list[CellError] = Field(default_factory=list, max_length=1000)
     events: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=1000)
-    markers: set[int] = Field(default_factory=set)  # tasks whose marker cell was found
+    markers: set[StrictInt] = Field(default_factory=set)  # tasks whose marker cell was found
     inputs: dict[str, Drawn] = Field(default_factory=dict)  # what this run gave the GIVEN cells
 
     def all_calls(self) -> tuple[CallRecord, ...]:

@@ -389,6 +389,58 @@ def hardcoded_second(nb, exercise):
                 "f_xx = 6 * x\nf_yy = 2 * torch.ones_like(y)\nf_xy = torch.zeros_like(x)")
 
 
+@variant("typed_formulas_with_decoys.ipynb", "mistake",
+         "The 'how' cheat: every graded value is typed in from the derivative formulas (x.grad = 3 * x.detach()**2, "
+         "f_x = 3 * x**2, f_xx = 6 * x, ...), and the matching autograd calls run beside them with their results "
+         "dropped. Values right everywhere; every check that says a value came from autograd is lost, because the "
+         "graded value itself did not come from the call.",
+         ["t2_backward_scalar", "t3_create_graph", "t4_from_first", "t5_retain_graph"])
+def typed_formulas_with_decoys(nb, exercise):
+    edit(nb, 2, "f.sum().backward()",
+         "f.sum().backward()  # decoy: its gradients are thrown away below\n"
+         "x.grad = 3 * x.detach()**2\ny.grad = 2 * y.detach()")
+    edit(nb, 3, T3_SOLUTION,
+         "ones = torch.ones_like(f)\n"
+         "torch.autograd.grad(f, (x, y), grad_outputs=ones, create_graph=True)  # decoy, result dropped\n"
+         "f_x = 3 * x**2\nf_y = 2 * y")
+    edit(nb, 4, T4_SOLUTION,
+         "torch.autograd.grad(f_x, x, grad_outputs=ones, retain_graph=True)  # decoys, results dropped\n"
+         "torch.autograd.grad(f_y, y, grad_outputs=ones)\n"
+         "f_xx = 6 * x.detach()\nf_yy = 2 * torch.ones_like(y)\nf_xy = torch.zeros_like(x)")
+    return edit(nb, 5, T5_SOLUTION,
+                "a.backward(retain_graph=True)  # decoy passes: .grad is overwritten below\nb.backward()\n"
+                "x.grad = (y * (1 + 2 * z)).detach()\ny.grad = (x * (1 + 2 * z)).detach()")
+
+
+ID_REUSE = """def at_freed_address(output, wrt, typed, **keep):
+    \"\"\"Drop a real autograd result, then allocate a tensor until CPython gives it the freed address.\"\"\"
+    ones = torch.ones_like(output)
+    for _attempt in range(500):
+        freed = id(torch.autograd.grad(output, wrt, grad_outputs=ones, **keep)[0])
+        value = torch.empty_like(typed, requires_grad=False)
+        if id(value) == freed:
+            break
+    return value.copy_(typed)  # the typed-in formula (copy_ gives it a grad_fn when typed has one)
+
+"""
+
+
+@variant("id_reuse.ipynb", "mistake",
+         "The id-reuse cheat: an autograd result is dropped and a tensor is allocated until CPython gives it the "
+         "freed result's address (same id()), then the formula is copied in. Values right (f_x, f_y even carry a "
+         "graph); the probe names objects by weakly referenced tokens, not addresses, so f_x, f_y, f_xx and f_yy "
+         "still did not come from autograd.",
+         ["t3_create_graph", "t4_from_first"])
+def id_reuse(nb, exercise):
+    edit(nb, 3, T3_SOLUTION, ID_REUSE + "\n".join([
+        "f_x = at_freed_address(f, x, 3 * x**2, create_graph=True)",
+        "f_y = at_freed_address(f, y, 2 * y, create_graph=True)"]))
+    return edit(nb, 4, T4_SOLUTION, "\n".join([
+        "f_xx = at_freed_address(f_x, x, 6 * x.detach(), retain_graph=True)",
+        "f_yy = at_freed_address(f_y, y, 2 * torch.ones_like(y), retain_graph=True)",
+        "f_xy = torch.zeros_like(x)"]))
+
+
 @variant("hardcoded_f_with_graph.ipynb", "mistake",
          "Task 1 types f's values for the GIVEN inputs and adds 0*(x + y) so f still has a graph: right for the "
          "example inputs only; with other inputs the shapes clash and f is never made (caught by the random run).",

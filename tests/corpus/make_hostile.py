@@ -326,53 +326,56 @@ def cpu(nb):
 FORGER = r'''
 import json
 
-def _tensor(value, *, leaves=(), grad_fn=None, leaf=False, has_grad=False, ident=None, grad_fn_id=None):
+def _tensor(value, token, *, leaves=(), grad_fn=None, leaf=False, has_grad=False, node=None, origin=None):
     data = value.detach()
-    return {"kind": "tensor", "id": id(value) if ident is None else ident, "shape": list(data.shape),
-            "numel": data.numel(), "grad_fn": grad_fn, "grad_fn_id": grad_fn_id if grad_fn else None,
-            "dtype": str(data.dtype).replace("torch.", ""), "requires_grad": bool(leaf or grad_fn),
-            "is_leaf": leaf, "has_grad": has_grad, "leaf_ids": list(leaves), "values": data.reshape(-1).tolist()}
+    return {"kind": "tensor", "token": token, "shape": list(data.shape), "numel": data.numel(), "grad_fn": grad_fn,
+            "grad_fn_token": node if grad_fn else None, "dtype": str(data.dtype).replace("torch.", ""),
+            "requires_grad": bool(leaf or grad_fn), "is_leaf": leaf, "has_grad": has_grad,
+            "leaf_tokens": list(leaves), "origin": origin, "values": data.reshape(-1).tolist()}
 
-def _call(api, task, outputs, graph, leaves, results=(), create_graph=False, retain_graph=None):
-    return {"api": api, "task": task, "create_graph": create_graph, "retain_graph": retain_graph,
-            "gradient_given": api == "autograd.grad", "allow_unused": False, "materialize_grads": False,
-            "outputs": outputs, "input_ids": [], "graph_nodes": list(graph), "leaf_ids": list(leaves),
-            "result_ids": list(results), "raised": None}
+def _made(call, via="result", passes=()):
+    return {"call": call, "via": via, "passes": list(passes)}
+
+def _call(index, api, task, shapes, graph, leaves, results=(), filled=(), create_graph=False, retain_graph=None):
+    return {"index": index, "api": api, "task": task, "create_graph": create_graph, "retain_graph": retain_graph,
+            "gradient_given": api == "autograd.grad", "output_shapes": shapes, "graph_nodes": list(graph),
+            "leaf_tokens": list(leaves), "result_tokens": list(results), "filled_tokens": list(filled)}
 
 def forge(task, paths):
     """A snapshot in which every check of the task passes, computed from the grader's own x and y."""
     X, Y = globals()["x"], globals()["y"]
     x, y = X.detach(), Y.detach()
-    leaves = [id(X), id(Y)]
-    values = {"x": _tensor(X, leaf=True, has_grad=task in (2, 5)), "y": _tensor(Y, leaf=True, has_grad=task in (2, 5))}
-    f = _tensor(x**3 + y**2, leaves=leaves, grad_fn="AddBackward0", ident=101, grad_fn_id=201)
+    leaves = [1, 2]
+    values = {"x": _tensor(X, 1, leaf=True, has_grad=task in (2, 5)), "y": _tensor(Y, 2, leaf=True, has_grad=task in (2, 5))}
+    f = _tensor(x**3 + y**2, 101, leaves=leaves, grad_fn="AddBackward0", node=201)
     calls = []
     if task in (1, 2, 3):
         values["f"] = f
     if task == 2:
-        values["x.grad"], values["y.grad"] = _tensor(3 * x**2), _tensor(2 * y)
-        total = {"id": 102, "shape": [], "numel": 1, "grad_fn": "SumBackward0", "grad_fn_id": 202}
-        calls = [_call("Tensor.backward", 2, [total], [202, 201], leaves)]
+        values["x.grad"] = _tensor(3 * x**2, 111, origin=_made(0, "grad", [0]))
+        values["y.grad"] = _tensor(2 * y, 112, origin=_made(0, "grad", [0]))
+        calls = [_call(0, "Tensor.backward", 2, [[]], [202, 201], leaves, filled=[111, 112])]
     if task in (3, 4):
-        values["f_x"] = _tensor(3 * x**2, leaves=[id(X)], grad_fn="MulBackward0", ident=103, grad_fn_id=203)
-        values["f_y"] = _tensor(2 * y, leaves=[id(Y)], grad_fn="MulBackward0", ident=104, grad_fn_id=204)
+        values["f_x"] = _tensor(3 * x**2, 103, leaves=[1], grad_fn="MulBackward0", node=203, origin=_made(1))
+        values["f_y"] = _tensor(2 * y, 104, leaves=[2], grad_fn="MulBackward0", node=204, origin=_made(1))
     if task == 3:
         values["x.grad"] = values["y.grad"] = {"kind": "none"}
-        calls = [_call("autograd.grad", 3, [{"id": 101, "shape": list(x.shape)}], [201], leaves, [103, 104], True)]
+        calls = [_call(1, "autograd.grad", 3, [list(x.shape)], [201], leaves, [103, 104], create_graph=True)]
     if task == 4:
-        values["f_xx"] = _tensor(6 * x, ident=105)
-        values["f_yy"] = _tensor(2 * torch.ones_like(y), ident=106)
-        values["f_xy"] = _tensor(torch.zeros_like(x), ident=107)
-        calls = [_call("autograd.grad", 4, [{"id": 103, "shape": list(x.shape)}], [203], [id(X)], [105, 107], False, True),
-                 _call("autograd.grad", 4, [{"id": 104, "shape": list(y.shape)}], [204], [id(Y)], [106])]
+        values["f_xx"] = _tensor(6 * x, 105, origin=_made(2))
+        values["f_yy"] = _tensor(2 * torch.ones_like(y), 106, origin=_made(3))
+        values["f_xy"] = _tensor(torch.zeros_like(x), 107)
+        calls = [_call(2, "autograd.grad", 4, [list(x.shape)], [203], [1], [105], retain_graph=True),
+                 _call(3, "autograd.grad", 4, [list(y.shape)], [204], [2], [106])]
     if task == 5:
         z = x * y
-        values["z"] = _tensor(z, leaves=leaves, grad_fn="MulBackward0", ident=108, grad_fn_id=208)
-        values["a"] = _tensor(z.sum(), leaves=leaves, grad_fn="SumBackward0", ident=109, grad_fn_id=209)
-        values["b"] = _tensor((z**2).sum(), leaves=leaves, grad_fn="SumBackward0", ident=110, grad_fn_id=210)
-        values["x.grad"], values["y.grad"] = _tensor(y * (1 + 2 * z)), _tensor(x * (1 + 2 * z))
-        calls = [_call("Tensor.backward", 5, [{"id": 109, "shape": []}], [209, 208], leaves, retain_graph=True),
-                 _call("Tensor.backward", 5, [{"id": 110, "shape": []}], [210, 211, 208], leaves)]
+        values["z"] = _tensor(z, 108, leaves=leaves, grad_fn="MulBackward0", node=208)
+        values["a"] = _tensor(z.sum(), 109, leaves=leaves, grad_fn="SumBackward0", node=209)
+        values["b"] = _tensor((z**2).sum(), 110, leaves=leaves, grad_fn="SumBackward0", node=210)
+        values["x.grad"] = _tensor(y * (1 + 2 * z), 113, origin=_made(5, "grad", [4, 5]))
+        values["y.grad"] = _tensor(x * (1 + 2 * z), 114, origin=_made(5, "grad", [4, 5]))
+        calls = [_call(4, "Tensor.backward", 5, [[]], [209, 208], leaves, filled=[113, 114], retain_graph=True),
+                 _call(5, "Tensor.backward", 5, [[]], [210, 211, 208], leaves, filled=[113, 114])]
     return {"task": task, "values": {p: values.get(p, {"kind": "missing"}) for p in paths},
             "calls": calls, "dropped_calls": 0, "integrity": []}
 
