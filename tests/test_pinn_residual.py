@@ -43,13 +43,41 @@ def pinn_grader() -> Grader:
     return Grader.from_config(NAME, CONFIG)
 
 
+class Reports(dict):
+    """Corpus reports, each notebook graded at most once per session (on first use when not prefetched)."""
+
+    def __init__(self, grader: Grader):
+        super().__init__()
+        self.grader = grader
+
+    def __missing__(self, name: str):
+        self[name] = self.grader.grade_notebook(CORPUS / name)
+        return self[name]
+
+    def prefetch(self, names: list[str]) -> None:
+        """Grade these two at a time (each grading runs two kernels)."""
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            self.update(zip(names, pool.map(lambda name: self.grader.grade_notebook(CORPUS / name), names)))
+
+
 @pytest.fixture(scope="session")
-def pinn_reports(pinn_grader):
-    """Every corpus notebook graded once (two at a time: each grading runs two kernels)."""
-    names = list(FILES)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        reports = list(pool.map(lambda name: pinn_grader.grade_notebook(CORPUS / name), names))
-    return dict(zip(names, reports))
+def pinn_reports(request, pinn_grader) -> Reports:
+    """The corpus notebooks the selected tests of this module use, graded once, in parallel."""
+    selected = [item for item in request.session.items if item.module.__name__ == __name__]
+    names = {item.callspec.params["name"] for item in selected
+             if hasattr(item, "callspec") and item.callspec.params.get("name") in FILES}
+    names |= {name for item in selected for name in getattr(item.function, "corpus_files", ())}
+    reports = Reports(pinn_grader)
+    reports.prefetch(sorted(names))
+    return reports
+
+
+def uses(*names: str):
+    """Mark a test as reading these corpus reports (so the session grades them up front)."""
+    def mark(function):
+        function.corpus_files = names
+        return function
+    return mark
 
 
 # ------------------------------------------------------------------------------ the corpus
@@ -79,6 +107,7 @@ def test_each_mistake_gets_its_targeted_message(pinn_reports, name):
         assert not any(line in check.message for line in SOLUTION_LINES), check.message
 
 
+@uses("du_by_hand_dropped_call.ipynb")
 def test_hand_derivatives_keep_value_points_and_lose_how_points(pinn_reports):
     """The cheat with a throw-away autograd call: the value is right, the checks judge where it came from."""
     checks = {c.id: c for c in pinn_reports["du_by_hand_dropped_call.ipynb"].checks}
@@ -93,6 +122,7 @@ def test_lost_graph_in_task_2_shows_in_the_parameters_gradients(pinn_reports, na
     assert "create_graph=True" in checks["t4_grad_values"].hint
 
 
+@uses("correct_solution.ipynb")
 def test_the_runs_describe_the_random_inputs(pinn_reports):
     runs = pinn_reports["correct_solution.ipynb"].runs
     assert len(runs) == 2 and "omega" in runs[1]
