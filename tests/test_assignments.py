@@ -123,3 +123,29 @@ class TestInputs:
         for (name, mine), theirs in zip(namespace["model"].state_dict().items(), built["model"].state_dict().values()):
             assert torch.equal(mine, theirs), name
         assert isinstance(drawn["t"], DrawnTensor)
+
+
+def test_a_batch_of_several_assignments_writes_one_folder_each(tmp_path):
+    import csv
+
+    config = two_assignments(tmp_path)
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    notebook_named(submissions, "alice.ipynb", "computational_graph")  # by its metadata
+    notebook_named(submissions, "bob_pinn_like.ipynb")  # by its file name
+    notebook_named(submissions, "carol.ipynb")  # names no assignment: a row that says why
+    output = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(submissions), "--config", str(config),
+                             "--output-dir", str(output), "--jobs", "2"], capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+    def rows(name):
+        with open(output / name / "grades.csv", encoding="utf-8", newline="") as handle:
+            return {row["student"]: row for row in csv.DictReader(handle)}
+
+    first, second = rows("computational_graph"), rows("pinn_like")
+    assert set(first) == {"alice", "carol"} and set(second) == {"bob_pinn_like"}
+    assert float(first["alice"]["total"]) == 20 and float(second["bob_pinn_like"]["total"]) == 20
+    assert first["carol"]["status"] == "could not grade" and "cannot tell which assignment" in first["carol"]["reason"]
+    for name in ("computational_graph", "pinn_like"):
+        assert (output / name / "report.html").is_file() and (output / name / "gradebook.sqlite").is_file()

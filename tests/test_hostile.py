@@ -367,8 +367,8 @@ def test_snapshot_lines_count_only_with_the_executions_signature():
     import hmac
     import json
 
+    from torchgrade.evidence import SnapshotError
     from torchgrade.snapshot import _parse
-    from torchgrade.values import SnapshotError
 
     secret, nonce = os.urandom(32).hex(), "TORCHGRADE-" + "ab" * 16 + ":"
     document = json.dumps({"task": 1, "values": {}, "calls": [], "dropped_calls": 0, "integrity": []})

@@ -98,12 +98,13 @@ du = torch.autograd.grad(u, t, torch.ones_like(u), create_graph=True)[0]
 d2u = torch.autograd.grad(du, t, torch.ones_like(du), create_graph=True)[0]
 scalar = lambda s: model(s.reshape(1, 1)).squeeze()
 du_func = vmap(grad(scalar))(t.reshape(5))
+d2u_func = vmap(grad(lambda s: grad(scalar)(s)))(t.reshape(5))
 jac = torch.autograd.functional.jacobian(lambda a: a**2, x)
 hess = torch.func.hessian(lambda a: (a**3).sum())(x.detach())
 loss = (d2u**2).mean()
 loss.backward()
 pair = (du, {"k": 2.5})
-""", ["du", "d2u", "du_func", "jac", "hess", "model", "model.0.weight", "model.0.weight.grad", "pair",
+""", ["du", "d2u", "du_func", "d2u_func", "jac", "hess", "model", "model.0.weight", "model.0.weight.grad", "pair",
       "pair.1.k", "model.9", "t.grad"])],
 }
 
@@ -153,6 +154,9 @@ def test_every_entry_point_is_recorded_once_and_marks_its_results(snapshots):
         assert calls[snapshot.values[path].origin.call].api == api, path
     vmapped = calls[snapshot.values["du_func"].origin.call]
     assert vmapped.api == "func.vmap" and "func.grad" in vmapped.inner_apis
+    orders = {path: calls[snapshot.values[path].origin.call].order for path in ("du", "du_func", "d2u_func", "jac",
+                                                                                  "hess")}
+    assert orders == {"du": 1, "du_func": 1, "d2u_func": 2, "jac": 1, "hess": 2}
     # jacobian calls autograd.grad inside: not a second record
     assert all(c.api != "autograd.grad" or c.create_graph for c in snapshot.calls)
     du, d2u = snapshot.values["du"], snapshot.values["d2u"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -98,7 +99,7 @@ class Seeded:
         return DrawnSeed(seed=int(torch.randint(1, 2**31 - 1, (), generator=generator)))
 
     def build(self, seed: int):
-        with torch.random.fork_rng(devices=[]):
+        with SEEDING, torch.random.fork_rng(devices=[]):  # the RNG is process-wide: one build at a time
             torch.manual_seed(seed)
             return eval(self.code, {"torch": torch, "nn": torch.nn})  # grader-owned code, never a student's
 
@@ -107,6 +108,7 @@ class Seeded:
 
 
 Declaration = Tensor | Number | Seeded
+SEEDING = threading.Lock()
 
 
 def python_literal(drawn: Drawn, declaration: Declaration) -> str:

@@ -234,7 +234,8 @@ class CallRecord(Model):
     leaf_tokens: Tokens = frozenset()
     result_tokens: Tokens = frozenset()
     filled_tokens: Tokens = frozenset()  # the .grad tensors this pass filled or accumulated into
-    inner_apis: frozenset[Api] = frozenset()
+    inner_apis: frozenset[Api] = frozenset()  # entry points run inside it, at any depth
+    order: int = Field(0, ge=0)  # how many derivatives deep: 1 for one grad, 2 for grad of grad or a hessian
     transform: int | None = None  # func.*: the index of the transform call that made the function
     unreadable_arguments: str | None = Field(None, max_length=LONG)
     raised: Raised | None = None

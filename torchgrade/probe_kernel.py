@@ -224,7 +224,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     max_nodes = settings["max_nodes"]
     max_calls = settings["max_calls_per_task"]
     max_held = settings.get("max_held_nodes", 200_000)
-    state = {"task": 0, "depth": 0, "inner": None, "next_token": 1, "next_call": 0}
+    state = {"task": 0, "depth": 0, "inner": None, "order": 0, "next_token": 1, "next_call": 0}
     calls = []
     dropped_calls = {}
 
@@ -234,9 +234,11 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     held_nodes = []  # graph nodes cannot be weakly referenced: holding them keeps their ids unique
 
     def forget(reference, key):
+        """A tensor died: its id may be reused, and its saved values are no longer needed."""
         entry = registry.get(key)
         if entry is not None and entry[0] is reference:
             del registry[key]
+            produced.pop(entry[1], None)
 
     def token_of(obj):
         key = id_(obj)
@@ -332,7 +334,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
         return {"index": index, "api": api, "task": state["task"], "create_graph": False, "retain_graph": None,
                 "gradient_given": False, "allow_unused": False, "materialize_grads": False, "output_shapes": [],
                 "output_tokens": [], "input_tokens": [], "graph_nodes": [], "leaf_tokens": [], "result_tokens": [],
-                "filled_tokens": [], "inner_apis": [], "transform": None, "raised": None}
+                "filled_tokens": [], "inner_apis": [], "order": 0, "transform": None, "raised": None}
 
     def describe_call(entry, arguments):
         """What a call's arguments say, and the leaves whose .grad a backward pass may fill."""
@@ -407,9 +409,31 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
             token = mark(new, entry["index"], "grad", history + [entry["index"]], kind == "hand")
             entry["filled_tokens"].append(token)
 
+    def own_order(api, inner, top):
+        """How many derivatives deep a call goes: hessians 2, vmap passes its inside through, autograd.grad and
+        backward called inside another entry point are its implementation (0), any other entry point adds 1."""
+        if api == "func.hessian" or api == "functional.hessian":
+            return 2
+        if api == "func.vmap":
+            return inner
+        if api[:9] == "autograd." or api == "Tensor.backward":
+            return 1 if top else 0
+        return 1 + inner
+
+    def run_inner(api, function, args, kwargs):
+        """An entry point called inside a recorded call: not recorded again; its kind and depth count."""
+        if state["inner"] is not None and api != "func.vmap":
+            state["inner"].add(api)
+        outer, state["order"] = state["order"], 0
+        try:
+            return function(*args, **kwargs)
+        finally:
+            state["order"] = max(outer, own_order(api, state["order"], False))
+
     def run_recorded(entry, original, args, kwargs, before=()):
         state["depth"] += 1
         outer_inner, state["inner"] = state["inner"], set()
+        state["order"] = 0
         try:
             result = original(*args, **kwargs)
         except BaseException as error:
@@ -418,6 +442,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
         finally:
             state["depth"] -= 1
             entry["inner_apis"] = sorted(state["inner"])
+            entry["order"] = own_order(entry["api"], state["order"], True)
             state["inner"] = outer_inner
             with Unhooked():
                 note_filled(entry, before)
@@ -433,9 +458,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
 
         def recorded(*args, **kwargs):
             if state["depth"]:
-                if state["inner"] is not None:
-                    state["inner"].add(api)
-                return original(*args, **kwargs)  # inner call of an outer recorded one
+                return run_inner(api, original, args, kwargs)  # inner call of an outer recorded one
             entry, before = new_entry(api), []
             try:
                 with Unhooked():
@@ -453,14 +476,15 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
         """torch.func transforms: record the transform, and each call of the function it returns."""
         def transform(*args, **kwargs):
             made = original(*args, **kwargs)
-            if state["depth"]:
-                return made
-            entry = new_entry(api)
-            keep(entry)
+            index = None
+            if not state["depth"]:  # a transform made inside a recorded call is not recorded, but its calls count
+                entry = new_entry(api)
+                keep(entry)
+                index = entry["index"]
             if returns_function:
-                return disguise(transformed(api, made, entry["index"]), made, api)
+                return disguise(transformed(api, made, index), made, api)
             if exact_type(made) is tuple and len_(made) >= 2:  # func.vjp: (output, vjp_fn[, aux])
-                return made[:1] + (disguise(transformed(api, made[1], entry["index"]), made[1], api),) + made[2:]
+                return made[:1] + (disguise(transformed(api, made[1], index), made[1], api),) + made[2:]
             return made
 
         return disguise(transform, original, api)
@@ -468,9 +492,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     def transformed(api, function, transform_index):
         def call(*args, **kwargs):
             if state["depth"]:
-                if state["inner"] is not None:
-                    state["inner"].add(api)
-                return function(*args, **kwargs)
+                return run_inner(api, function, args, kwargs)
             entry = new_entry(api)
             entry["transform"] = transform_index
             with Unhooked():
@@ -486,7 +508,7 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
 
             def call(*inner_args, **inner_kwargs):
                 if state["depth"]:
-                    return mapped(*inner_args, **inner_kwargs)
+                    return run_inner("func.vmap", mapped, inner_args, inner_kwargs)
                 entry = new_entry("func.vmap")
                 result = run_recorded(entry, mapped, inner_args, inner_kwargs)
                 if entry["inner_apis"]:
