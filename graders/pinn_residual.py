@@ -10,8 +10,6 @@ Everything specific to this assignment lives here; points and tolerances live in
 
 from __future__ import annotations
 
-import threading
-
 import torch
 
 from torchgrade.assignment import Assignment, Given, Number, Seeded, Tensor
@@ -23,28 +21,13 @@ EXAMPLE_T = torch.linspace(0.0, 2.0, 20, dtype=torch.float64).reshape(20, 1).tol
 # The derivative "how" checks accept every API that returns a derivative (not backward(),
 # which accumulates into t.grad, a tensor the loss's own backward pass adds to later).
 DERIVATIVE_KINDS = frozenset(GRAD) | frozenset(FUNCTIONAL) | frozenset(FUNC)
-SECOND_ORDER_APIS = {"functional.hessian", "func.hessian"}
 SECOND_PASS = "backward through the graph a second time"
-
-_BUILD_LOCK = threading.Lock()
-
-
-class LockedSeeded(Seeded):
-    """Seeded, built under a lock: the seed is process-wide, and two gradings may build at once in threads.
-
-    A stop-gap until the engine serialises Seeded.build itself (ENGINE_REQUESTS.md, pinn item 8).
-    """
-
-    def build(self, seed: int):
-        with _BUILD_LOCK:
-            return super().build(seed)
-
 
 ASSIGNMENT = Assignment(
     name="pinn_residual",
     title="Derivatives of a network's output (PINN residual)",
     inputs={
-        "model": LockedSeeded(MODEL_CODE, example_seed=0),
+        "model": Seeded(MODEL_CODE, example_seed=0),
         "t": Tensor(example=EXAMPLE_T, random_shape=(16, 1), dtype="float64", low=0.0, high=3.0,
                     requires_grad=True),
         "omega": Number(example=3.0, low=1.0, high=4.0),
@@ -277,15 +260,9 @@ def d2u_value(ctx: CheckContext) -> Outcome:
 
 
 def _second_order_transform(ctx: CheckContext, path: str) -> bool:
-    """A torch.func / functional call that differentiated twice by itself (grad of grad, hessian)."""
+    """A torch.func / functional call that differentiated twice by itself (grad of grad, hessian), vmapped or not."""
     call = ctx.producer(path)
-    if call is None or call.api not in DERIVATIVE_KINDS - frozenset(GRAD):
-        return False
-    order = getattr(call, "order", None)  # nesting depth of differentiating calls, when the engine says
-    if order is not None:
-        return order >= 2
-    apis = [call.api, *call.inner_apis]
-    return bool(SECOND_ORDER_APIS & set(apis)) or len([api for api in apis if api != "func.vmap"]) >= 2
+    return call is not None and call.api not in GRAD and not call.is_backward and call.order >= 2
 
 
 @ASSIGNMENT.check("t2_d2u_autograd", task=2, title="d2u_dt2 came from differentiating du_dt")
