@@ -166,7 +166,8 @@ def test_every_submission_has_the_right_row(class_batch):
     assert set(rows) == {class_batch.identity(u) for u in EXPECTED}  # zoe and zed handed nothing in
     for username, (status, expected) in EXPECTED.items():
         row = rows[class_batch.identity(username)]
-        assert row["file"].startswith(f"{class_batch.submissions.as_posix()}/{PREFIX}-{username}/"), row["file"]
+        # relative to the folder holding the PATH given: never the instructor's absolute path
+        assert row["file"].startswith(f"{class_batch.submissions.name}/{PREFIX}-{username}/"), row["file"]
         assert row["content_hash"].startswith("sha256:") and row["grader_version"] and row["scoring_version"]
         assert row["started_at"] <= row["finished_at"]
         if status == "graded":
@@ -230,7 +231,8 @@ def test_grades_csv_parses_with_csv_and_quotes_every_field(class_batch):
     table = list(csv.reader(io.StringIO(text)))
     header = table[0]
     assert header == ["student", "file", "task_1", "task_2", "task_3", "task_4", "task_5", "total", "max", "percent",
-                      "status", "reason"]
+                      "status", "reason", "raw_total", "late_penalty", "submitted_at", "integrity", "overrides",
+                      "comments"]
     assert len(table) == 1 + len(EXPECTED) + 2
     for line in text.splitlines():
         assert re.fullmatch(r'"([^"]|"")*"(,"([^"]|"")*")*', line), line
@@ -240,23 +242,43 @@ def test_grades_csv_parses_with_csv_and_quotes_every_field(class_batch):
         ("1", "4", "18", "20", "90.0", "graded")
     dave = by_student["Dave"]
     assert dave["status"] == "could not grade" and "not JSON" in dave["reason"] and dave["task_1"] == ""
+    assert dave["total"] == dave["percent"] == ""  # blank, never 0
+    assert bob["file"] == f"{PREFIX}-submissions/{PREFIX}-bob/computational_graph.ipynb"  # relative, never absolute
+    assert not any(cell.startswith("/") for row in table for cell in row)
     assert [r[0] for r in table[1:]] == sorted((r[0] for r in table[1:]), key=str.casefold)
 
 
 def test_feedback_is_the_terminal_report_the_student_would_see(class_batch):
+    from dataclasses import replace
+
     from torchgrade.evidence_store import report_from_dict
     from torchgrade.render.terminal import render_terminal
 
     row = class_batch.rows()["bob@example.edu"]
-    expected = render_terminal(report_from_dict(json.loads(row["report_json"])))
+    report = report_from_dict(json.loads(row["report_json"]))
+    expected = render_terminal(replace(report, submission="computational_graph.ipynb"))  # no instructor folders
     markdown = (class_batch.output / "feedback" / "bob@example.edu.md").read_text(encoding="utf-8")
     assert expected in markdown and "Score: 18 / 20" in markdown
     page = (class_batch.output / "feedback" / "bob@example.edu.html").read_text(encoding="utf-8")
-    assert "Score: 18 / 20" in page and '<span class="fail">[FAIL]</span>' in page
+    assert "Score: 18 / 20" in page and '<li class="failed" id="check-t1_f_value">' in page and "<pre" not in page
+    assert str(class_batch.root) not in page and str(class_batch.root) not in markdown
     dave = (class_batch.output / "feedback" / "Dave.md").read_text(encoding="utf-8")
-    assert "not graded" in dave and "not JSON" in dave
+    assert "not graded" in dave and "not JSON" in dave and "What to do:" in dave
     names = {p.name for p in (class_batch.output / "feedback").iterdir()}
-    assert {"Alice_Smith.md", "Alice_Smith.html", "Carol-Ann_Jones.html", "Zoe_Quinn.md"} <= names
+    assert {"Alice_Smith.md", "Alice_Smith.html", "Carol-Ann_Jones.html", "Zoe_Quinn.md", "instructor"} <= names
+    assert (class_batch.output / "feedback" / "instructor" / "bob@example.edu.html").is_file()
+
+
+def test_lms_exports_and_checks_csv_sit_beside_grades_csv(class_batch):
+    canvas = list(csv.DictReader(open(class_batch.output / "canvas.csv", encoding="utf-8")))
+    assert list(canvas[0])[:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+    scores = {r["Student"]: r["Computational graphs and autograd"] for r in canvas}
+    assert scores["bob@example.edu"] == "18" and scores["Dave"] == "" and scores["Zoe Quinn"] == ""
+    moodle = list(csv.DictReader(open(class_batch.output / "moodle.csv", encoding="utf-8")))
+    assert {r["Email address"]: r["Computational graphs and autograd"] for r in moodle} == {"bob@example.edu": "18"}
+    checks = list(csv.DictReader(open(class_batch.output / "checks.csv", encoding="utf-8")))
+    carol = {r["check"]: r["status"] for r in checks if r["student"] == "Carol-Ann Jones"}
+    assert carol["t1_f_value"] == "failed" and carol["t2_grad_values"] == "passed"
 
 
 def test_the_report_is_one_offline_file_with_embedded_plots(class_batch):
@@ -269,7 +291,8 @@ def test_the_report_is_one_offline_file_with_embedded_plots(class_batch):
     assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
     failures = page[page.index('id="failure-messages"'):]
     assert "t1_f_value" in failures and "bob@example.edu" in failures
-    assert 'href="feedback/bob@example.edu.html"' in page
+    assert 'href="feedback/instructor/bob@example.edu.html"' in page
+    assert 'id="grid"' in page and 'id="nav"' in page and 'id="legend"' in page
 
 
 def test_the_summary_counts_and_explains(class_batch):
@@ -383,3 +406,66 @@ def test_force_regrades_even_unchanged_submissions(class_batch, tmp_path, capsys
         assert db.execute("SELECT count(*) FROM submissions WHERE student='bob'").fetchone()[0] == 1
         assert db.execute("SELECT graded_by, score FROM submissions WHERE student='bob'").fetchone() == ("execution", 18.0)
         assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 3  # the class batch and these two
+
+
+# ------------------------------------------------- the whole gradebook, after grading
+
+def test_grading_one_notebook_into_the_class_folder_keeps_every_row_in_the_exports(class_batch, copied_output,
+                                                                                  tmp_path, monkeypatch, capsys):
+    """One notebook with --output-dir is a batch of one; the exports still describe the whole class."""
+    skip_if_the_engine_changed_since(class_batch)
+    output = copied_output("subset")
+    bob = tmp_path / "bob@example.edu.ipynb"  # bob's file, named as the gradebook knows him; no --roster:
+    shutil.copyfile(class_batch.submissions / f"{PREFIX}-bob" / "computational_graph.ipynb", bob)  # it is stored
+    argv = [str(bob), "--config", str(class_batch.config), "--output-dir", str(output)]
+    status, captured = run_in_process(monkeypatch, capsys, argv)
+    assert status == 0 and "unchanged:        1" in captured.out
+    table = list(csv.DictReader(open(output / "grades.csv", encoding="utf-8")))
+    assert len(table) == len(EXPECTED) + 2  # every student, not only the one just graded
+    page = (output / "report.html").read_text(encoding="utf-8")
+    assert f'<b>{len(EXPECTED)}</b>submissions' in page
+
+
+def test_export_override_and_comment_work_on_the_gradebook_without_grading(class_batch, copied_output, monkeypatch,
+                                                                           capsys):
+    output = copied_output("decisions")
+    base = ["--config", str(class_batch.config), "--output-dir", str(output)]
+    (output / "grades.csv").unlink()
+    status, captured = run_in_process(monkeypatch, capsys, base + ["--export"])
+    assert status == 0 and (output / "grades.csv").is_file() and "Rebuilt the exports" in captured.out
+    status, captured = run_in_process(monkeypatch, capsys, base + ["--override", "bob@example.edu", "t1_f_value", "2",
+                                                                   "--reason", "right idea, typo in an exponent"])
+    assert status == 0 and "t1_f_value = 2/2" in captured.out
+    status, _ = run_in_process(monkeypatch, capsys, base + ["--comment", "bob@example.edu", "Nice `backward()` work."])
+    assert status == 0
+    table = {r["student"]: r for r in csv.DictReader(open(output / "grades.csv", encoding="utf-8"))}
+    assert (table["bob@example.edu"]["total"], table["bob@example.edu"]["raw_total"]) == ("20", "18")
+    assert "right idea" in table["bob@example.edu"]["overrides"] and "Nice" in table["bob@example.edu"]["comments"]
+    page = (output / "feedback" / "bob@example.edu.html").read_text(encoding="utf-8")
+    assert "Changed by your instructor" in page and "right idea, typo in an exponent" in page
+    assert "Nice <code>backward()</code> work." in page
+    report = (output / "report.html").read_text(encoding="utf-8")
+    assert "right idea, typo in an exponent" in report
+    # a regrade keeps the instructor's decisions
+    skip_if_the_engine_changed_since(class_batch)
+    bob = output.parent / "bob@example.edu.ipynb"
+    shutil.copyfile(class_batch.submissions / f"{PREFIX}-bob" / "computational_graph.ipynb", bob)
+    (output.parent / "points").mkdir()
+    config = write_config(output.parent / "points", limits__cell_timeout=CELL_TIMEOUT, limits__notebook_timeout=90,
+                          checks__t5_forward__points=2)  # bob's row is re-scored (max 21), not kept as it was
+    argv = [str(bob), "--config", str(config), "--output-dir", str(output)]
+    status, captured = run_in_process(monkeypatch, capsys, argv)
+    assert "re-checked:       1" in captured.out
+    table = {r["student"]: r for r in csv.DictReader(open(output / "grades.csv", encoding="utf-8"))}
+    assert status == 0 and (table["bob@example.edu"]["raw_total"], table["bob@example.edu"]["total"]) == ("19", "21")
+    base = ["--config", str(config), "--output-dir", str(output)]
+    status, _ = run_in_process(monkeypatch, capsys, base + ["--clear-override", "bob@example.edu"])
+    table = {r["student"]: r for r in csv.DictReader(open(output / "grades.csv", encoding="utf-8"))}
+    assert status == 0 and table["bob@example.edu"]["total"] == "19"
+    # mistakes are one-line usage errors (exit 2)
+    for extra, words in ((["--override", "nobody", "t1_f_value", "1", "--reason", "x"], "no student"),
+                         (["--override", "bob@example.edu", "t9_nope", "1", "--reason", "x"], "no check"),
+                         (["--override", "bob@example.edu", "t1_f_value", "7", "--reason", "x"], "between 0 and 2"),
+                         (["--override", "bob@example.edu", "t1_f_value", "1"], "needs --reason")):
+        status, captured = run_in_process(monkeypatch, capsys, base + extra)
+        assert status == 2 and words in captured.err, (extra, captured.err)

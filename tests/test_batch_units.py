@@ -16,7 +16,9 @@ import torch
 
 from conftest import ROOT, write_config
 from torchgrade.batch.discover import discover, extract_zip
-from torchgrade.batch.exports import StudentRow, TaskInfo, feedback_markdown, feedback_names, write_grades_csv
+from torchgrade.batch.exports import (
+    StudentRow, TaskInfo, feedback_for, feedback_markdown, feedback_names, write_grades_csv,
+)
 from torchgrade.batch.gradebook import Gradebook, Outcome
 from torchgrade.batch.progress import Progress
 from torchgrade.batch.roster import RosterError, assign, load_roster
@@ -360,7 +362,9 @@ class TestExports:
         assert table[0][2:7] == ["task_1", "task_2", "task_9", "task_10", "task_11"]
         assert table[1][0] == "'=HYPERLINK(\"http://x\")" and table[1][1] == "a,b.ipynb"
         assert table[1][7:11] == ["5", "5", "100.0", "graded"]
-        assert table[2][0] == 'Quote "Q" Smith' and table[2][7:] == ["0", "5", "0.0", "could not grade", "not JSON, line 1"]
+        # could not grade: blank scores, never 0
+        assert table[2][0] == 'Quote "Q" Smith' and table[2][7:12] == ["", "5", "", "could not grade", "not JSON, line 1"]
+        assert table[0][12:] == ["raw_total", "late_penalty", "submitted_at", "integrity", "overrides", "comments"]
         assert all(line.startswith('"') and line.endswith('"') for line in text.splitlines())
 
     def test_feedback_names_are_safe_and_unique(self):
@@ -372,7 +376,7 @@ class TestExports:
 
     def test_markdown_feedback_survives_backticks_in_messages(self):
         row = StudentRow("s", "f", "could not grade", "a ``` fence")
-        text = feedback_markdown(row, "Title")
+        text = feedback_markdown(feedback_for(row, "Title", "student"))
         assert "````text" in text and text.rstrip().endswith("````")
 
 

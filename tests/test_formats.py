@@ -1,7 +1,8 @@
 """GitHub Classroom, JUnit and Gradescope formats, hidden checks, and the Classroom workflow.
 
-Three corpus notebooks are graded once per session (a correct one, a wrong answer, and one
-whose task 1 raises) and rendered in every format. The workflow's grading step is run for
+Three corpus notebooks (a correct one, a wrong answer, and one whose task 1 raises) are
+rendered in every format, from the corpus reports graded once per session (conftest.py);
+every corpus report proves the formats agree on each check's status. The workflow's grading step is run for
 real in a copy of a Classroom template repository, and its `$GITHUB_OUTPUT` decoded the
 way the reporter decodes it.
 """
@@ -9,6 +10,7 @@ way the reporter decodes it.
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import math
 import os
@@ -16,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from torchgrade.hidden import HiddenSummary, grading_requested, student_view
 from torchgrade.render import FAILURE_RENDERERS, RENDERERS, render_failure, render_report
 from torchgrade.render.classroom import MESSAGE_LIMIT, classroom_payload, quantized, safe_text
 from torchgrade.render.gradescope import report_payload
+from torchgrade.render.status import check_status
 from torchgrade.results import GradeReport
 
 SCHEMAS = ROOT / "tests" / "schemas"
@@ -66,10 +68,9 @@ def no_ambient_ci(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def reports(grader) -> dict[str, GradeReport]:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        graded = list(pool.map(lambda name: grader.grade_notebook(CORPUS / name), NOTEBOOKS))
-    return dict(zip(NOTEBOOKS, graded))
+def reports(corpus_reports) -> dict[str, GradeReport]:
+    """Three of the shared corpus reports (graded once per session in conftest.py)."""
+    return {name: corpus_reports[name] for name in NOTEBOOKS}
 
 
 @pytest.fixture(scope="session")
@@ -112,14 +113,56 @@ def test_classroom_payload_is_valid_and_gives_partial_credit_per_check(reports, 
         assert test["filename"] == name and test["message"].startswith(f"{check.score:g}/{check.max_score:g} points.")
 
 
-def test_classroom_statuses_separate_wrong_answers_from_tasks_that_could_not_run(reports):
+def test_classroom_statuses_separate_wrong_answers_from_tasks_that_could_not_run(reports, corpus_reports):
     wrong = json.loads(RENDERERS["classroom"](reports["wrong_function.ipynb"]))
     crashed = json.loads(RENDERERS["classroom"](reports["error_in_task1.ipynb"]))
     assert [t["status"] for t in wrong["tests"]].count("fail") == 1 and wrong["tests"][0]["status"] == "fail"
     assert "different function" in wrong["tests"][0]["message"]
-    assert [t["status"] for t in crashed["tests"][:2]] == ["error", "error"]
+    # Task 1's code ran and raised: a wrong answer (fail), with the exception in the message.
+    assert [t["status"] for t in crashed["tests"][:2]] == ["fail", "fail"]
     assert "NameError" in crashed["tests"][0]["message"]
     assert {t["status"] for t in crashed["tests"][2:]} == {"pass"}
+    deleted = json.loads(RENDERERS["classroom"](corpus_reports["task_cell_deleted.ipynb"]))
+    assert {t["status"] for t in deleted["tests"] if t["test_code"].startswith("check t3_")} == {"error"}
+
+
+# ---- one status vocabulary: every format says the same thing about every check -------------
+
+def statuses_by_format(report: GradeReport, tmp_path: Path) -> dict[str, list[str]]:
+    """passed / failed / error per check, as each format says it (read back from the rendered document)."""
+    from torchgrade.batch.exports import StudentRow, write_checks_csv
+
+    back = {"pass": "passed", "fail": "failed", "error": "error"}
+    found = {}
+    payload = json.loads(render_report("json", report, grading=True))
+    jsonschema.validate(payload, GRADESCOPE_SCHEMA)
+    assert all(t["status"] == ("passed" if t["outcome"] == "passed" else "failed") for t in payload["tests"])
+    found["json"] = [t["outcome"] for t in payload["tests"]]
+    found["gradescope"] = [t["outcome"] for t in report_payload(report, visibility="after_published")["tests"]]
+    found["classroom"] = [back[t["status"]] for t in json.loads(render_report("classroom", report, grading=True))["tests"]]
+    suites = JUNIT_XSD.to_dict(render_report("junit", report, grading=True))["testsuite"]
+    found["junit"] = ["error" if "error" in case else "failed" if "failure" in case else "passed"
+                      for suite in suites for case in suite.get("testcase", [])]
+    path = tmp_path / "checks.csv"
+    write_checks_csv(path, [StudentRow("s", "f.ipynb", "graded", report=report)])
+    found["csv"] = [row["status"] for row in csv.DictReader(open(path, encoding="utf-8"))]
+    return found
+
+
+def test_every_format_gives_each_check_the_same_status(corpus_reports, tmp_path):
+    seen = set()
+    for name, report in corpus_reports.items():
+        expected = [check_status(c) for c in report.checks]
+        for fmt, statuses in statuses_by_format(report, tmp_path).items():
+            assert statuses == expected, (name, fmt)
+        seen.update(expected)
+        if name in ("missing_retain_graph.ipynb", "error_in_task1.ipynb", "hardcoded_task5_sum.ipynb"):
+            assert "error" not in expected, name  # the code ran (and raised): a wrong answer, not an error
+    assert seen == {"passed", "failed", "error"}
+    retain = {c.id: check_status(c) for c in corpus_reports["missing_retain_graph.ipynb"].checks}
+    assert retain["t5_retain_graph"] == retain["t5_grad_values"] == "failed"
+    deleted = corpus_reports["task_cell_deleted.ipynb"]
+    assert {check_status(c) for c in deleted.checks if c.task == 3} == {"error"}
 
 
 def test_classroom_scores_are_exact_binary_fractions_and_max_score_an_integer(reports):
@@ -185,7 +228,7 @@ def test_junit_validates_against_junit_10_xsd(reports, name):
     errored = {k for k, c in cases.items() if "error" in c}
     expected = {"correct_solution.ipynb": (set(), set()),
                 "wrong_function.ipynb": ({"t1_f_value"}, set()),
-                "error_in_task1.ipynb": (set(), {"t1_f_value", "t1_f_graph"})}[name]
+                "error_in_task1.ipynb": ({"t1_f_value", "t1_f_graph"}, set())}[name]  # it ran and raised: failed
     assert (failed, errored) == expected
     assert data["@failures"] == str(len(failed)) and data["@errors"] == str(len(errored)) and data["@tests"] == "13"
 

@@ -143,8 +143,12 @@ def test_the_report_renders_in_chromium(class_batch, tmp_path):
     checks = page.tables["check-rates"]
     assert len(checks) == 1 + 13 and all(row[4].endswith("%") for row in checks[1:])
     failures = page.tables["failure-messages"]
-    counts = [int(row[0]) for row in failures[1:]]
-    assert counts == sorted(counts, reverse=True)  # most frequent first
+    by_check: dict[str, list[int]] = {}
+    for row in failures[1:]:  # grouped by check (hardest first), then by message, most frequent first
+        check = row[1].split()[2]
+        assert check not in by_check or list(by_check)[-1] == check, "a check's messages are together"
+        by_check.setdefault(check, []).append(int(row[0]))
+    assert all(counts == sorted(counts, reverse=True) for counts in by_check.values())
     assert any(row[1].split()[2] == "t1_f_value" and "bob@example.edu" in row[3] and "Expected:" in row[2]
                for row in failures[1:])  # row[1] is "Task 1: t1_f_value <title>"
     assert any("not JSON" in row[1] and "Dave" in row[2] for row in page.tables["failed-submissions"][1:])
@@ -152,3 +156,66 @@ def test_the_report_renders_in_chromium(class_batch, tmp_path):
     feedback = [link for link in page.links if link.startswith("feedback/")]
     assert feedback and all((class_batch.output / link).is_file() for link in feedback)
     assert not [link for link in page.links if re.match(r"(https?:)?//", link)]
+
+
+# ---- the grid and a feedback page, from exports built without running a notebook (test_batch_exports.py)
+
+from test_batch_exports import entry, exported  # noqa: E402,F401  (fixtures: the corpus reports as a class)
+
+
+def test_the_grid_sorts_by_total_and_by_check_in_chromium(exported, tmp_path):
+    output, rows, _ = exported
+    url = (output / "report.html").as_uri()
+    result = chromium(tmp_path, url + "#grid-sort=total:desc", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = Page()
+    page.feed(result.stdout)
+    assert page.table_attrs["grid"].get("data-sorted-by") == "total:descending"
+    grid = page.tables["grid"]
+    header, body = grid[0], grid[1:]
+    assert header[:2] == ["Student", "Total"] and header[2:4] == ["T1.1", "T1.2"] and len(header) == 2 + 13
+    totals = [float(row[1]) if row[1] not in ("", "–") else -1.0 for row in body]
+    assert totals == sorted(totals, reverse=True) and totals[0] == 20.0
+    column = header.index("T5.2")  # t5_grad_values: carol's override gave her 1 of 2
+    result = chromium(tmp_path, url + "#grid-sort=t5_grad_values:asc", "--dump-dom")
+    page = Page()
+    page.feed(result.stdout)
+    body = page.tables["grid"][1:]
+    assert page.table_attrs["grid"].get("data-sorted-by") == "t5_grad_values:ascending"
+    values = [re.match(r"[\d.]*", row[column]).group() for row in body]  # the points; the message follows
+    assert values[-1] == "2" and "1" in values and values.index("1") < values.index("2")
+    assert "class=\"cell s-failed\"" in result.stdout and "class=\"cell s-blank\"" in result.stdout
+    assert 'id="legend"' in result.stdout
+
+    shot = tmp_path / "grid.png"
+    chromium(tmp_path, url + "#grid-section", f"--screenshot={shot}")
+    from PIL import Image
+
+    colors = Image.open(shot).convert("RGB").getcolors(maxcolors=WIDTH * HEIGHT)
+    def count(rgb):
+        return sum(n for n, c in colors if all(abs(a - b) < 10 for a, b in zip(c, rgb)))
+    assert count((0x2D, 0xA4, 0x4E)) > 2000 and count((0xCF, 0x22, 0x2E)) > 200  # green and red cells drew
+
+
+def test_a_feedback_page_reads_on_a_phone_in_chromium(exported, tmp_path):
+    output, _, _ = exported
+    url = (output / "feedback" / "carol.html").as_uri()
+    shot = tmp_path / "phone.png"
+    profile = tmp_path / "phone-profile"
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+               "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}", "--window-size=390,2400",
+               f"--screenshot={shot}", url]
+    subprocess.run(command, capture_output=True, text=True, timeout=120)
+    from PIL import Image
+
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (390, 2400)
+    # the FAIL badges (red) and the text reach the screen, and nothing is drawn past the right margin
+    red = [(x, y) for y in range(0, 2400, 2) for x in range(0, 390, 2) if image.getpixel((x, y)) == (0xCF, 0x22, 0x2E)]
+    assert red and max(x for x, _ in red) < 390 - 4
+    right_edge = [image.getpixel((388, y)) for y in range(0, 2400, 4)]
+    assert all(pixel == (255, 255, 255) for pixel in right_edge)  # no line runs off the page
+    result = chromium(tmp_path, url, "--dump-dom")
+    dom = result.stdout
+    assert dom.index('id="fix-first"') < dom.index('id="task-5"') and "<pre" not in dom
+    assert "<code>retain_graph=True</code>" in dom

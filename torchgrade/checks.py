@@ -223,12 +223,18 @@ class CheckContext:
         return ""
 
 
-def task_problem(evidence: RunEvidence, task: int) -> str:
-    """Why a task's code did not run to the end in this run ("" when it did)."""
+def task_not_run(evidence: RunEvidence, task: int) -> str:
+    """Why a task could not run at all in this run: no cell, or its values were lost ("" when it ran)."""
     if task not in evidence.markers:
         return f"no cell starting with `# TASK {task}` was found"
-    if task in evidence.unavailable:
-        return evidence.unavailable[task]
+    return evidence.unavailable.get(task, "")
+
+
+def task_problem(evidence: RunEvidence, task: int) -> str:
+    """Why a task's code did not run to the end in this run ("" when it did): not run, or raised."""
+    reason = task_not_run(evidence, task)
+    if reason:
+        return reason
     errors = [e for e in evidence.errors if e.task == task]
     return f"your code stopped with an error: {errors[0].describe()}" if errors else ""
 

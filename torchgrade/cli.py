@@ -24,8 +24,9 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grade.py", description="Grade PyTorch autograd notebooks.")
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="a notebook; or, for a batch, several notebooks, folders (searched recursively) or zips")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="a notebook; or, for a batch, several notebooks, folders (searched recursively) or zips "
+                             "(one notebook with --output-dir is a batch of one)")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="text", help="report format (default: text)")
     parser.add_argument("--assignment", help="assignment name in config.yaml (default: the notebook's "
                         "metadata.torchgrade.assignment, else its file name, else the only one)")
@@ -41,20 +42,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run student code in the bubblewrap sandbox: auto (when it works), require, off "
                              "(default: limits.sandbox in config.yaml; see docs/threat_model.md)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
+    after = parser.add_argument_group("after grading (with --output-dir, no PATH; see docs/batch.md)")
+    after.add_argument("--export", action="store_true",
+                       help="rebuild grades.csv, the LMS files, feedback/ and report.html from the gradebook")
+    after.add_argument("--override", nargs=3, metavar=("STUDENT", "CHECK", "POINTS"),
+                       help="set a check's points for a student (kept through regrades); needs --reason")
+    after.add_argument("--reason", help="why, for --override (the student sees it)")
+    after.add_argument("--clear-override", nargs="+", metavar="STUDENT [CHECK]",
+                       help="remove a student's override of CHECK (or all of theirs)")
+    after.add_argument("--comment", nargs=2, metavar=("STUDENT", "TEXT"), help="add a comment to a student's feedback")
     return parser
 
 
-def is_batch(paths: list[Path]) -> bool:
-    return len(paths) > 1 or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
+def is_batch(paths: list[Path], output_dir: Path | None = None) -> bool:
+    """Several PATHs, a folder, a zip, or anything with --output-dir (one notebook is then a batch of one)."""
+    return len(paths) > 1 or output_dir is not None or paths[0].is_dir() or paths[0].suffix.lower() == ".zip"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.paths and not (args.export or args.override or args.clear_override or args.comment):
+        parser.error("give a notebook, folder or zip to grade (or --export/--override/--comment with --output-dir)")
     name = entry = None
     try:
         config = load_config(args.config)
-        if is_batch(args.paths):
-            from .batch import run_batches  # imported lazily: students never need it
+        if not args.paths or args.export or args.override or args.clear_override or args.comment:
+            from .batch.decisions import run_decisions  # imported lazily: students never need it
+
+            return run_decisions(args, config)
+        if is_batch(args.paths, args.output_dir):
+            from .batch import run_batches
 
             return run_batches(args, config)
         name, entry = assignment_for(config, args.paths[0], args.assignment)

@@ -7,6 +7,7 @@ resolves paths relative to the config file.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -87,6 +88,31 @@ class CheckConfig(Strict):
     hidden: bool = False
 
 
+class LatePolicy(Strict):
+    """Late work (applied to exports, never to the stored autograder score; see docs/batch.md)."""
+
+    deadline: datetime = Field(description="ISO 8601 with a time zone, e.g. 2026-12-01T23:59:00+01:00")
+    grace_minutes: float = Field(0, ge=0, description="minutes after the deadline that still count as on time")
+    penalty_per_day: float = Field(0, ge=0, le=100, description="percent of the maximum lost per started day late")
+    max_penalty: float = Field(100, ge=0, le=100, description="percent: the penalty never exceeds this")
+    late_cap: float | None = Field(None, ge=0, le=100, description="percent: a late submission scores at most this")
+
+    @field_validator("deadline")
+    @classmethod
+    def has_time_zone(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2026-12-01T23:59:00+00:00")
+        return value
+
+
+class LmsExport(Strict):
+    """Column headers the LMS imports expect for this assignment (see docs/batch.md, LMS exports)."""
+
+    canvas_column: str | None = Field(None, description="Canvas gradebook column, e.g. 'Homework 1 (123456)'")
+    moodle_column: str | None = Field(None, description="Moodle grade item name (default: the title)")
+    gradescope_column: str | None = Field(None, description="score column in the Gradescope CSV (default: Score)")
+
+
 class AssignmentConfig(Strict):
     title: str
     grader: Path
@@ -96,6 +122,8 @@ class AssignmentConfig(Strict):
     limits: Limits = Limits()
     random_runs: RandomRuns = RandomRuns()
     checks: dict[str, CheckConfig]
+    late_policy: LatePolicy | None = None
+    lms: LmsExport = LmsExport()
 
 
 class Config(Strict):

@@ -11,7 +11,14 @@ which report shows it depends on who is running the grader:
   an instructor's batch job too). Every check is reported; Gradescope gets
   ``visibility: hidden`` (or ``after_due_date`` / ``after_published``) for hidden ones.
 
-The views are built here once, so each renderer only has to render what it is given.
+* **Batch grading** (``python grade.py FOLDER``) always scores every check: it is the grade
+  of record. What it writes for students (``feedback/<student>.html`` and ``.md``) is the
+  student view, with one line saying how many hidden checks there were, what they were
+  worth and how many of those points were earned; the instructor's views (``report.html``,
+  ``feedback/instructor/``) show everything. ``--grading`` changes nothing for a batch.
+
+``view_for`` is the one function that decides what an audience sees; every renderer
+(terminal, JSON, Classroom, JUnit, feedback pages, the class report) goes through it.
 """
 
 from __future__ import annotations
@@ -61,6 +68,14 @@ class HiddenSummary:
         pronoun = "it is" if self.count == 1 else "they are"
         return f"{checks} ({worth}) will also run when your notebook is graded; {pronoun} not shown or counted here."
 
+    def released_sentence(self, earned: float) -> str:
+        """For feedback released after grading: the hidden checks counted in the grade, never named."""
+        if not self.count:
+            return ""
+        checks = "1 hidden check" if self.count == 1 else f"{self.count} hidden checks"
+        worth = f"{self.points:g} point" + ("" if self.points == 1 else "s")
+        return f"Your grade also includes {checks} worth {worth}; you earned {earned:g} of them."
+
 
 def student_view(report: GradeReport) -> tuple[GradeReport, HiddenSummary]:
     """The report without hidden checks (tasks left with no visible check are dropped), and what was removed."""
@@ -70,6 +85,16 @@ def student_view(report: GradeReport) -> tuple[GradeReport, HiddenSummary]:
     tasks = tuple(replace(t, checks=tuple(c for c in t.checks if not c.hidden)) for t in report.tasks)
     view = replace(report, tasks=tuple(t for t in tasks if t.checks))
     return view, HiddenSummary(len(hidden), sum(c.max_score for c in hidden))
+
+
+AUDIENCES = ("student", "instructor")
+
+
+def view_for(report: GradeReport, audience: str) -> tuple[GradeReport, HiddenSummary]:
+    """What `audience` may see of a report: a student never sees a hidden check, an instructor sees all."""
+    if audience not in AUDIENCES:
+        raise ValueError(f"audience must be one of {AUDIENCES}, not {audience!r}")
+    return student_view(report) if audience == "student" else (report, HiddenSummary())
 
 
 def configured_hidden(entry) -> HiddenSummary:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .assignment import Assignment, load_assignment
-from .checks import Outcome, run_checks, task_problem
+from .checks import Outcome, run_checks, task_not_run
 from .config import AssignmentConfig
 from .evidence import RunEvidence, RunPlan
 from .executor import Executor, NbclientExecutor
@@ -63,7 +63,7 @@ class Grader:
         """Check and score the evidence of every run; also used to re-score stored evidence without executing."""
         runs = [item.run for item in evidence]
         per_run = [self.check_run(item) for item in evidence]                   # 6-7. reference, check
-        problems = {n: next((p for p in (task_problem(item, n) for item in evidence) if p), "")
+        problems = {n: next((p for p in (task_not_run(item, n) for item in evidence) if p), "")
                     for n in self.assignment.task_numbers}
         tasks = score(self.assignment, self.config, runs, per_run, problems)    # 8. score
         return GradeReport(                                                      # 9. report (rendered by callers)

@@ -17,6 +17,7 @@ code are the computational_graph generator's (make_corpus.py).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -278,5 +279,11 @@ def generate() -> dict[str, bytes]:
     return make_corpus.generate(VARIANTS, SOLUTION, EXERCISE, manifest)
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if anything differs")
+    return make_corpus.sync(generate(), OUT, parser.parse_args().check)
+
+
 if __name__ == "__main__":
-    sys.exit(make_corpus.main(generate, OUT))
+    sys.exit(main())

@@ -7,7 +7,12 @@ The flow (docs/batch.md is the instructor's guide):
          unchanged (same content, same grader, same scoring)  -> keep the stored row
          same content and grader, other points/tolerances/messages -> re-check stored snapshots
          anything else (new, changed, --force)               -> execute in a fresh worker process
-    -> gradebook.sqlite (a commit per submission) -> grades.csv, feedback/, report.html -> summary
+    -> gradebook.sqlite (a commit per submission)
+    -> every export rebuilt from the whole gradebook (batch/publish.py) -> summary
+
+`--export` (no PATH) only rebuilds the exports; `--override`, `--clear-override` and
+`--comment` record an instructor's decision in the gradebook, then rebuild them
+(batch/decisions.py).
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from ..evidence_store import (
 )
 from ..pipeline import Grader
 from .discover import Found, discover
-from .exports import StudentRow, TaskInfo, feedback_names, write_feedback, write_grades_csv
+from .exports import StudentRow
 from .gradebook import Gradebook, Outcome, Row, now
+from .integrity import code_hash
+from .late import submission_time
 from .progress import Progress, clock
-from .report import CheckInfo, render_report
-from .roster import assign, load_roster
+from .publish import export_gradebook, roster_students
+from .roster import LmsName, assign, load_roster
 
 DEFAULT_OUTPUT = "grading-output"
 MEMORY_PER_WORKER = int(1.2 * 2**30)  # a worker and its two kernels, each with torch loaded
@@ -59,6 +66,8 @@ class Item:
     source: Row | None = None  # the stored row whose evidence a re-score reads
     why: str = ""  # why it must execute (for --debug)
     started_at: str = ""
+    file: str = ""  # the notebook as exports show it: relative to the submissions' folder
+    lms: LmsName | None = None  # its parsed Canvas/Moodle download name
 
 
 @dataclass
@@ -76,6 +85,21 @@ def default_output_dir(paths: list[Path]) -> Path:
     """A folder beside the submissions: next to the folder or zip given, or beside the notebooks given."""
     parents = [str(p.resolve().parent) for p in paths]
     return Path(os.path.commonpath(parents)) / DEFAULT_OUTPUT
+
+
+def submissions_root(paths: list[Path]) -> Path:
+    """The folder exports name files relative to: the one holding every PATH given."""
+    return Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+
+
+def exported_file(shown: str, root: Path) -> str:
+    """A submission's path relative to the submissions' folder (zip members stay archive.zip:member)."""
+    if ":" in shown and not Path(shown).is_absolute():
+        return shown
+    try:
+        return Path(os.path.relpath(Path(shown).resolve(), root)).as_posix()
+    except ValueError:
+        return Path(shown).name
 
 
 def default_jobs() -> tuple[int, str]:
@@ -248,6 +272,10 @@ def _run(args, name: str, entry: AssignmentConfig, paths: list[Path], output: Pa
     grader_version = execution_fingerprint(grader)
     scoring_version = scoring_fingerprint(grader, grader_version)
     book = Gradebook(output / "gradebook.sqlite")
+    if roster is not None:
+        book.replace_roster(roster_students(roster.entries))
+    root = submissions_root(paths)
+    matched.root = root
     try:
         return _grade(args, name, entry, output, work, jobs, jobs_why, started, matched, grader, book,
                       grader_version, scoring_version)
@@ -257,7 +285,8 @@ def _run(args, name: str, entry: AssignmentConfig, paths: list[Path], output: Pa
 
 def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, jobs: int, jobs_why: str,
            started: float, matched, grader: Grader, book: Gradebook, grader_version: str, scoring_version: str) -> int:
-    items = [Item(number, student, item) for number, (student, item) in enumerate(matched.submissions)]
+    items = [Item(number, student, item, file=exported_file(item.shown, matched.root), lms=matched.lms_names.get(student))
+             for number, (student, item) in enumerate(matched.submissions)]
     for item in items:
         decide(item, book, name, grader_version, scoring_version, args.force)
     to_execute = [i for i in items if i.action == "execute"]
@@ -299,8 +328,11 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
             if item.action == "unchanged":
                 tally.unchanged += 1
                 row = item.source
-                if row.file != item.found.shown:
-                    book.db.execute("UPDATE submissions SET file=? WHERE id=?", (item.found.shown, row.id))
+                known = provenance(item)
+                if (row.file, row.code_hash, row.submitted_at) != (item.file, known["code_hash"], known["submitted_at"]):
+                    book.db.execute("UPDATE submissions SET file=?, code_hash=?, submitted_at=?, submitted_via=?, "
+                                    "late_mark=? WHERE id=?", (item.file, known["code_hash"], known["submitted_at"],
+                                                               known["submitted_via"], int(known["late_mark"]), row.id))
                 if row.status == "failed":
                     tally.failed += 1
                     failures.append((item.student, item.found.shown, row.reason or ""))
@@ -362,8 +394,9 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
     notes = [f"Last batch: {tally.executed} notebook(s) run, {tally.rescored} re-checked from stored snapshots, "
              f"{tally.unchanged} unchanged; {clock(wall)} wall time.",
              f"Grader version {grader_version}, scoring version {scoring_version}."]
-    rows = export_all(book, name, entry, grader, items, matched.missing, output, notes)
-    summarize(name, entry, rows, tally, failures, matched.missing, wall, rescore_seconds, output, jobs, len(to_execute))
+    rows, said = export_gradebook(book, name, entry, grader, output, notes)
+    missing = [r for r in rows if r.status == "missing"]
+    summarize(name, entry, rows, tally, failures, missing, wall, rescore_seconds, output, jobs, len(to_execute), said)
     return EXIT_GRADED
 
 
@@ -405,6 +438,16 @@ def decide(item: Item, book: Gradebook, name: str, grader_version: str, scoring_
     item.why = "new" if row is None else "content changed" if row.content_hash != item.content_hash else "grader changed"
 
 
+def provenance(item: Item) -> dict:
+    """When the submission was made (batch/late.py) and its code hash (batch/integrity.py)."""
+    found = item.found
+    folder = found.path.parent if found.folder and found.path is not None and ":" not in found.shown else None
+    when = submission_time(found.path, folder, ":" in found.shown and not Path(found.shown).is_absolute(),
+                           item.lms.late if item.lms is not None else None)
+    return {"submitted_at": when.at, "submitted_via": when.via, "late_mark": when.late_mark,
+            "code_hash": code_hash(found.path) if found.path is not None else None}
+
+
 def report_name(found: Found) -> str:
     """The submission as its report (and so the student's feedback) names it: without the instructor's folders."""
     return found.relative or found.shown
@@ -412,7 +455,7 @@ def report_name(found: Found) -> str:
 
 def refused_outcome(item: Item, grader_version: str, scoring_version: str) -> Outcome:
     reason = item.found.problem
-    return Outcome(student=item.student, source_name=item.found.key, file=item.found.shown,
+    return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
                    content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
                    status="failed", graded_by="none", started_at=now(), failure_kind="submission", reason=reason)
 
@@ -430,14 +473,14 @@ def rescore(item: Item, book: Gradebook, grader: Grader, grader_version: str, sc
                                      execution_time=book_row.execution_seconds or 0.0)
     except (EvidenceError, GradingError, OSError, ValueError, KeyError, TypeError):
         return None
-    return Outcome(student=item.student, source_name=item.found.key, file=item.found.shown,
+    return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
                    content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
                    status="graded", graded_by="rescore", started_at=started_at, report=report, evidence_json=texts,
                    execution_seconds=book_row.execution_seconds, wall_seconds=round(time.monotonic() - began, 3))
 
 
 def executed_outcome(item: Item, result, grader_version: str, scoring_version: str) -> Outcome:
-    return Outcome(student=item.student, source_name=item.found.key, file=item.found.shown,
+    return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
                    content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
                    status=result.status, graded_by="execution", started_at=item.started_at or now(),
                    report=result.report, evidence_json=result.evidence_json, failure_kind=result.failure_kind,
@@ -448,47 +491,10 @@ def executed_outcome(item: Item, result, grader_version: str, scoring_version: s
 
 # ------------------------------------------------------------------------ exports, summary
 
-def export_all(book: Gradebook, name: str, entry: AssignmentConfig, grader: Grader, items: list[Item],
-               missing, output: Path, notes: list[str]) -> list[StudentRow]:
-    stored = {row.student: row for row in book.rows(name, [i.student for i in items])}
-    rows: list[StudentRow] = []
-    for item in items:
-        row = stored.get(item.student)
-        if row is None:
-            continue
-        if row.status == "graded":
-            rows.append(StudentRow(item.student, row.file, "graded", "", row.report()))
-        else:
-            rows.append(StudentRow(item.student, row.file, "could not grade", row.reason or ""))
-    rows += [StudentRow(m.identity, "", "missing", "no submission found") for m in missing]
-    rows.sort(key=lambda r: (r.student.casefold(), r.student))
-    names = feedback_names([r.student for r in rows])
-    for row in rows:
-        row.feedback = names[row.student]
-    tasks = [TaskInfo(t.number, t.title, sum(entry.checks[c.id].points for c in grader.assignment.checks_of(t.number)))
-             for t in grader.assignment.tasks]
-    checks = [CheckInfo(c.id, c.task, c.title, entry.checks[c.id].points)
-              for t in sorted(grader.assignment.tasks, key=lambda t: t.number)
-              for c in grader.assignment.checks_of(t.number)]
-    max_total = sum(c.points for c in entry.checks.values())
-    write_grades_csv(output / "grades.csv", rows, tasks, max_total)
-    feedback = output / "feedback"
-    if feedback.is_dir():  # drop feedback of students no longer in the batch
-        keep = {f"{n}.{ext}" for n in names.values() for ext in ("md", "html")}
-        for old in feedback.iterdir():
-            if old.suffix in (".md", ".html") and old.name not in keep:
-                old.unlink()
-    write_feedback(feedback, rows, entry.title)
-    html_text = render_report(title=entry.title, assignment=name, rows=rows, tasks=tasks, checks=checks,
-                              max_total=max_total, summary_lines=notes)
-    (output / "report.html").write_text(html_text, encoding="utf-8")
-    return rows
-
-
 def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missing, wall: float,
-              rescore_seconds: float, output: Path, jobs: int, executed_planned: int) -> None:
+              rescore_seconds: float, output: Path, jobs: int, executed_planned: int, said=()) -> None:
     graded = [r for r in rows if r.status == "graded"]
-    scores = [r.score for r in graded]
+    scores = [r.final for r in graded]
     max_total = sum(c.points for c in entry.checks.values())
     say("")
     say(f"Summary for {name} ({entry.title})")
@@ -501,7 +507,7 @@ def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missi
         say(f"    ... and {len(failures) - 30} more (grades.csv and report.html list them all)")
     if missing:
         say(f"  missing:          {len(missing)} on the roster without a submission: "
-            + ", ".join(m.identity for m in missing[:20]) + (" ..." if len(missing) > 20 else ""))
+            + ", ".join(m.student for m in missing[:20]) + (" ..." if len(missing) > 20 else ""))
     if scores:
         say(f"  score:            mean {statistics.fmean(scores):.2f} / {max_total:g}, "
             f"median {statistics.median(scores):g}, lowest {min(scores):g}, highest {max(scores):g}")
@@ -517,5 +523,7 @@ def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missi
     if tally.unchanged:
         say(f"  unchanged:        {tally.unchanged} already graded with the same file and grader (use --force to regrade)")
     say(f"  wall time:        {clock(wall)} ({wall:.1f} s)")
-    say(f"Wrote {output / 'gradebook.sqlite'}, {output / 'grades.csv'}, {output / 'feedback'}/ and "
-        f"{output / 'report.html'}")
+    for note in said:
+        say(f"  note:             {note}")
+    say(f"Wrote {output / 'gradebook.sqlite'}, {output / 'grades.csv'} (with checks.csv and the LMS files), "
+        f"{output / 'feedback'}/ and {output / 'report.html'}")

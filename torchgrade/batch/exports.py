@@ -1,26 +1,33 @@
-"""What a batch leaves for publishing grades: grades.csv and one feedback file per student.
+"""What a batch leaves for publishing grades, always built from every row of the gradebook.
 
-- ``grades.csv``: one row per student (identity, file, one column per task in numeric
-  order, total, max, percent, status, reason), every field quoted (csv.QUOTE_ALL).
-  Text that a spreadsheet would run as a formula (starting with = + - @) gets a
-  leading apostrophe, the usual guard against CSV injection.
-- ``feedback/<student>.md`` and ``.html``: the very text of the terminal report, which
-  is what the student gets when they run ``python grade.py`` on their notebook.
+- ``grades.csv``: one row per student: identity, file (relative to the submissions'
+  folder), one column per task in numeric order, ``total`` (the final score: overrides
+  and late penalty applied), ``max``, ``percent``, ``status``, ``reason``, then
+  ``raw_total`` (the autograder's), ``late_penalty``, ``submitted_at``, ``integrity``,
+  ``overrides`` and ``comments``. A submission that could not be graded has blank
+  scores, never 0. Every field quoted (csv.QUOTE_ALL); text passes ``render.safe.csv_cell``.
+- ``checks.csv``: one row per student and check, with the one status vocabulary
+  (passed / failed / error, ``render/status.py``), for pivot tables.
+- ``feedback/<student>.html`` and ``.md``: the student's copy (no hidden check named);
+  ``feedback/instructor/<student>.html``: everything (``render/feedback.py``).
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..render.terminal import render_terminal
+from ..render.feedback import build_feedback, feedback_html, feedback_markdown
+from ..render.safe import FORMULA_START, csv_cell
+from ..render.status import STATUS_WORDS, check_status
 from ..results import GradeReport
+from .late import ON_TIME, Lateness
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._@-]+")
+__all__ = ["FORMULA_START", "StudentRow", "TaskInfo", "cell_text", "feedback_markdown", "feedback_names", "number",
+           "write_checks_csv", "write_feedback", "write_grades_csv"]
 
 
 @dataclass
@@ -36,12 +43,37 @@ class StudentRow:
     file: str
     status: str  # "graded" | "could not grade" | "missing"
     reason: str = ""
-    report: GradeReport | None = None
+    report: GradeReport | None = None  # with the instructor's overrides applied (every check, hidden ones too)
     feedback: str | None = None  # file name stem under feedback/
+    raw_score: float | None = None  # the autograder's total, before overrides and late penalty
+    late: Lateness = ON_TIME
+    submitted_at: str | None = None
+    overrides: list = field(default_factory=list)  # (check_id, points, max_points, reason, author, when)
+    comments: list = field(default_factory=list)  # (text, author, when)
+    flags: list = field(default_factory=list)  # integrity flags (batch/integrity.py)
+    ids: object = None  # the roster's RosterStudent, when the roster knows this student
+    content_hash: str = ""
+    code_hash: str | None = None
+
+    @property
+    def graded(self) -> bool:
+        return self.status == "graded" and self.report is not None
+
+    @property
+    def blank(self) -> bool:
+        return "untouched exercise" in self.flags
 
     @property
     def score(self) -> float:
+        """The score after overrides (before the late penalty); 0 when not graded."""
         return self.report.score if self.report else 0.0
+
+    @property
+    def final(self) -> float | None:
+        """What the student gets: overrides applied, late penalty taken; None when not graded."""
+        if not self.graded:
+            return None
+        return round(max(0.0, self.score - self.late.penalty), 6)
 
     @property
     def max_score(self) -> float | None:
@@ -64,8 +96,8 @@ def number(value: float | None) -> str:
 
 
 def cell_text(value: str) -> str:
-    """Neutralise text a spreadsheet would execute as a formula."""
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """Neutralise text a spreadsheet would execute as a formula (one call point: render.safe)."""
+    return csv_cell(value)
 
 
 def feedback_names(students: list[str]) -> dict[str, str]:
@@ -84,78 +116,77 @@ def feedback_names(students: list[str]) -> dict[str, str]:
     return names
 
 
-def write_grades_csv(path: Path, rows: list[StudentRow], tasks: list[TaskInfo], max_total: float) -> None:
-    tasks = sorted(tasks, key=lambda t: t.number)
-    header = ["student", "file"] + [f"task_{t.number}" for t in tasks] + ["total", "max", "percent", "status", "reason"]
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     temporary = path.with_suffix(".csv.partial")
     with open(temporary, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
         writer.writerow(header)
-        for row in rows:
-            total = row.score if row.status == "graded" else 0.0
-            maximum = row.max_score if row.max_score is not None else max_total
-            percent = 100.0 * total / maximum if maximum else 0.0
-            writer.writerow([cell_text(row.student), cell_text(row.file)]
-                            + [number(row.task_score(t.number)) for t in tasks]
-                            + [number(total), number(maximum), f"{percent:.1f}", row.status, cell_text(row.reason)])
+        writer.writerows(rows)
     temporary.replace(path)
+
+
+def write_grades_csv(path: Path, rows: list[StudentRow], tasks: list[TaskInfo], max_total: float) -> None:
+    tasks = sorted(tasks, key=lambda t: t.number)
+    header = (["student", "file"] + [f"task_{t.number}" for t in tasks]
+              + ["total", "max", "percent", "status", "reason", "raw_total", "late_penalty", "submitted_at",
+                 "integrity", "overrides", "comments"])
+    lines = []
+    for row in rows:
+        maximum = row.max_score if row.max_score is not None else max_total
+        final = row.final
+        percent = "" if final is None else f"{100.0 * final / maximum if maximum else 0.0:.1f}"
+        overrides = "; ".join(f"{o[0]}={number(o[1])} ({o[3]}, {o[4]})" for o in row.overrides)
+        comments = "; ".join(f"{c[0]} ({c[1]})" for c in row.comments)
+        lines.append([cell_text(row.student), cell_text(row.file)]
+                     + [number(row.task_score(t.number)) for t in tasks]
+                     + [number(final), number(maximum), percent, row.status, cell_text(row.reason),
+                        number(row.raw_score if row.graded else None), number(row.late.penalty) if row.late.days else "",
+                        row.submitted_at or "", cell_text("; ".join(row.flags)), cell_text(overrides),
+                        cell_text(comments)])
+    _write_csv(path, header, lines)
+
+
+def write_checks_csv(path: Path, rows: list[StudentRow]) -> None:
+    """One row per student and check, in the one status vocabulary."""
+    words = STATUS_WORDS["csv"]
+    lines = []
+    for row in rows:
+        for check in row.report.checks if row.graded else ():
+            lines.append([cell_text(row.student), check.id, str(check.task), cell_text(check.title), number(check.score),
+                          number(check.max_score), words[check_status(check)], "yes" if check.hidden else "",
+                          cell_text(check.message)])
+    _write_csv(path, ["student", "check", "task", "title", "points", "max_points", "status", "hidden", "message"], lines)
 
 
 # ------------------------------------------------------------------------------ feedback
 
-def feedback_text(row: StudentRow, title: str) -> str:
-    if row.report is not None:
-        return render_terminal(row.report)
-    if row.status == "missing":
-        return f"{title}\nNo submission was found for you."
-    return f"{title}: {row.file}\nScore: not graded\n\ncould not grade: {row.reason}"
-
-
-def _fence(text: str) -> str:
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
-
-
-def feedback_markdown(row: StudentRow, title: str) -> str:
-    text = feedback_text(row, title)
-    fence = _fence(text)
-    return f"# {title}: feedback for {row.student}\n\n{fence}text\n{text}\n{fence}\n"
-
-
-FEEDBACK_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{page_title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #1b1f24; }}
-pre {{ background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: 1rem; overflow-x: auto;
-       font-size: 0.9rem; line-height: 1.35; }}
-.pass {{ color: #116329; font-weight: 600; }}
-.fail {{ color: #a40e26; font-weight: 600; }}
-</style>
-</head>
-<body>
-<h1>{heading}</h1>
-<pre id="feedback">{body}</pre>
-</body>
-</html>
-"""
-
-
-def feedback_html(row: StudentRow, title: str) -> str:
-    text = html.escape(feedback_text(row, title))
-    text = text.replace("[PASS]", '<span class="pass">[PASS]</span>').replace("[FAIL]", '<span class="fail">[FAIL]</span>')
-    heading = html.escape(f"{title}: feedback for {row.student}")
-    return FEEDBACK_PAGE.format(page_title=heading, heading=heading, body=text)
+def feedback_for(row: StudentRow, title: str, audience: str):
+    return build_feedback(title=title, student=row.student, audience=audience, status=row.status,
+                          report=row.report if row.graded else None, reason=row.reason, blank=row.blank,
+                          raw_score=row.score if row.graded else None, final_score=row.final,
+                          max_score=row.max_score, late=row.late.why, overrides=row.overrides,
+                          comments=row.comments, flags=row.flags)
 
 
 def write_feedback(folder: Path, rows: list[StudentRow], title: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    """The student's copy (.html, .md) and the instructor's copy (instructor/*.html) of each student's feedback."""
+    instructor = folder / "instructor"
+    instructor.mkdir(parents=True, exist_ok=True)
     for row in rows:
         if row.feedback is None:
             continue
-        (folder / f"{row.feedback}.md").write_text(feedback_markdown(row, title), encoding="utf-8")
-        (folder / f"{row.feedback}.html").write_text(feedback_html(row, title), encoding="utf-8")
+        mine = feedback_for(row, title, "student")
+        (folder / f"{row.feedback}.md").write_text(feedback_markdown(mine), encoding="utf-8")
+        (folder / f"{row.feedback}.html").write_text(feedback_html(mine), encoding="utf-8")
+        (instructor / f"{row.feedback}.html").write_text(feedback_html(feedback_for(row, title, "instructor")),
+                                                         encoding="utf-8")
+
+
+def prune_feedback(folder: Path, keep_stems: set[str]) -> None:
+    """Drop feedback of students no longer in the gradebook."""
+    for directory in (folder, folder / "instructor"):
+        if not directory.is_dir():
+            continue
+        for old in directory.iterdir():
+            if old.suffix in (".md", ".html") and old.stem not in keep_stems:
+                old.unlink()

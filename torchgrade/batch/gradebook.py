@@ -3,11 +3,18 @@
 sqlite3 from the standard library, WAL journal, one transaction per finished
 submission: a ``kill -9`` of the batch loses nothing already graded, and running the
 same command again resumes. The schema is documented in docs/batch.md.
+
+Schema 2 adds what an instructor decides after grading (``overrides``, ``comments``), the
+roster (``roster``: ids an LMS needs, and who is missing), and per submission when it was
+handed in and a hash of its code (for late work and identical submissions). A schema-1
+gradebook is upgraded in place, in one transaction, keeping every row.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,7 +22,7 @@ from pathlib import Path
 
 from ..results import GradeReport
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -82,6 +89,82 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 """
 
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS roster (
+    identity      TEXT PRIMARY KEY,
+    name          TEXT NOT NULL DEFAULT '',
+    email         TEXT NOT NULL DEFAULT '',
+    username      TEXT NOT NULL DEFAULT '',
+    id_number     TEXT NOT NULL DEFAULT '',
+    lms_id        TEXT NOT NULL DEFAULT '',
+    sis_user_id   TEXT NOT NULL DEFAULT '',
+    sis_login_id  TEXT NOT NULL DEFAULT '',
+    section       TEXT NOT NULL DEFAULT '',
+    position      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    assignment  TEXT NOT NULL,
+    student     TEXT NOT NULL,
+    check_id    TEXT NOT NULL,
+    points      REAL NOT NULL,
+    reason      TEXT NOT NULL,
+    author      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (assignment, student, check_id)
+);
+CREATE TABLE IF NOT EXISTS comments (
+    id          INTEGER PRIMARY KEY,
+    assignment  TEXT NOT NULL,
+    student     TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    author      TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+"""
+# Columns schema 2 adds to `submissions` (ALTER TABLE ... ADD COLUMN keeps existing rows).
+SUBMISSION_COLUMNS_2 = {"submitted_at": "TEXT", "submitted_via": "TEXT", "late_mark": "INTEGER NOT NULL DEFAULT 0",
+                        "code_hash": "TEXT"}
+ROSTER_FIELDS = ("name", "email", "username", "id_number", "lms_id", "sis_user_id", "sis_login_id", "section")
+
+
+def who() -> str:
+    """The user name recorded with an override or a comment."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or "unknown"
+
+
+@dataclass(frozen=True)
+class Override:
+    student: str
+    check_id: str
+    points: float
+    reason: str
+    author: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    student: str
+    text: str
+    author: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class RosterStudent:
+    identity: str
+    name: str = ""
+    email: str = ""
+    username: str = ""
+    id_number: str = ""
+    lms_id: str = ""
+    sis_user_id: str = ""
+    sis_login_id: str = ""
+    section: str = ""
+
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -106,6 +189,11 @@ class Row:
     execution_seconds: float | None
     wall_seconds: float | None
     report_json: str | None
+    source_name: str = ""
+    submitted_at: str | None = None
+    submitted_via: str | None = None
+    late_mark: int = 0
+    code_hash: str | None = None
 
     def report(self) -> GradeReport | None:
         from ..evidence_store import report_from_dict
@@ -114,7 +202,8 @@ class Row:
 
 
 ROW_COLUMNS = ("id, student, file, content_hash, grader_version, scoring_version, status, failure_kind, reason, "
-               "score, max_score, graded_by, execution_seconds, wall_seconds, report_json")
+               "score, max_score, graded_by, execution_seconds, wall_seconds, report_json, source_name, submitted_at, "
+               "submitted_via, late_mark, code_hash")
 
 
 @dataclass
@@ -138,6 +227,10 @@ class Outcome:
     wall_seconds: float | None = None
     worker_peak_rss_kb: int | None = None
     kernel_peak_rss_kb: int | None = None
+    submitted_at: str | None = None  # ISO 8601, when the student handed it in (see batch/late.py)
+    submitted_via: str | None = None  # where that time came from: commit | lms | file
+    late_mark: bool = False  # the LMS marked the download LATE
+    code_hash: str | None = None  # the notebook's code, normalised (see batch/integrity.py)
 
 
 class Gradebook:
@@ -148,12 +241,27 @@ class Gradebook:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process kills
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self._create_or_upgrade(path)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _create_or_upgrade(self, path: Path) -> None:
+        for statement in (SCHEMA + SCHEMA_2).split(";"):
+            if statement.strip():
+                self.db.execute(statement)
         found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if found is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(found[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"{path}: gradebook schema {found[0]} is not the supported {SCHEMA_VERSION}")
+        if found is not None and int(found[0]) > SCHEMA_VERSION:
+            raise RuntimeError(f"{path}: gradebook schema {found[0]} is newer than this torchgrade's {SCHEMA_VERSION}")
+        present = {r[1] for r in self.db.execute("PRAGMA table_info(submissions)")}
+        for column, kind in SUBMISSION_COLUMNS_2.items():
+            if column not in present:
+                self.db.execute(f"ALTER TABLE submissions ADD COLUMN {column} {kind}")
+        self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                        (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
@@ -213,6 +321,8 @@ class Gradebook:
             "worker_peak_rss_kb": outcome.worker_peak_rss_kb, "kernel_peak_rss_kb": outcome.kernel_peak_rss_kb,
             "batch_id": batch_id,
             "report_json": json.dumps(report.to_dict(), ensure_ascii=False) if report else None,
+            "submitted_at": outcome.submitted_at, "submitted_via": outcome.submitted_via,
+            "late_mark": int(bool(outcome.late_mark)), "code_hash": outcome.code_hash,
         }
         columns = ", ".join(values)
         marks = ", ".join(f":{k}" for k in values)
@@ -239,3 +349,51 @@ class Gradebook:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    # ------------------------------------------------------------- the instructor's decisions
+    def set_override(self, assignment: str, student: str, check_id: str, points: float, reason: str) -> Override:
+        made = Override(student, check_id, float(points), reason, who(), now())
+        self.db.execute("INSERT INTO overrides VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (assignment, student, check_id) "
+                        "DO UPDATE SET points=excluded.points, reason=excluded.reason, author=excluded.author, "
+                        "created_at=excluded.created_at",
+                        (assignment, student, check_id, made.points, reason, made.author, made.created_at))
+        return made
+
+    def clear_override(self, assignment: str, student: str, check_id: str | None = None) -> int:
+        """Remove one override (or all of a student's); returns how many were removed."""
+        query, values = "DELETE FROM overrides WHERE assignment=? AND student=?", [assignment, student]
+        if check_id is not None:
+            query, values = query + " AND check_id=?", values + [check_id]
+        return self.db.execute(query, values).rowcount
+
+    def overrides(self, assignment: str) -> list[Override]:
+        return [Override(*r) for r in self.db.execute(
+            "SELECT student, check_id, points, reason, author, created_at FROM overrides WHERE assignment=? "
+            "ORDER BY student, check_id", (assignment,))]
+
+    def add_comment(self, assignment: str, student: str, text: str) -> Comment:
+        made = Comment(student, text, who(), now())
+        self.db.execute("INSERT INTO comments (assignment, student, text, author, created_at) VALUES (?, ?, ?, ?, ?)",
+                        (assignment, student, text, made.author, made.created_at))
+        return made
+
+    def comments(self, assignment: str) -> list[Comment]:
+        return [Comment(*r) for r in self.db.execute(
+            "SELECT student, text, author, created_at FROM comments WHERE assignment=? ORDER BY id", (assignment,))]
+
+    def replace_roster(self, students: list[RosterStudent]) -> None:
+        """The roster given with --roster becomes the gradebook's (so later exports still know who is missing)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM roster")
+            self.db.executemany(
+                f"INSERT INTO roster (identity, {', '.join(ROSTER_FIELDS)}, position) VALUES ({', '.join('?' * 10)})",
+                [(s.identity, *(getattr(s, f) for f in ROSTER_FIELDS), n) for n, s in enumerate(students)])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def roster(self) -> list[RosterStudent]:
+        return [RosterStudent(*r) for r in self.db.execute(
+            f"SELECT identity, {', '.join(ROSTER_FIELDS)} FROM roster ORDER BY position")]

@@ -1,20 +1,24 @@
-"""The class report: ``DIR/report.html``, one static file that opens offline.
+"""The class report: ``DIR/report.html``, one static file that opens offline, for deciding
+what to teach next.
 
-It shows the score distribution, the pass rate of each task and each check, the most
-frequent failure messages (with counts and the students they hit), the submissions
-that could not be graded, and a sortable table of students linking to their feedback.
-Plots are drawn with matplotlib (no pyplot, no display needed) and embedded as base64
-PNG; the page loads nothing from anywhere (its Content-Security-Policy says so).
-Everything that came from a submission is HTML-escaped.
+Sections (linked from the navigation at the top): summary cards; a student × check grid
+(coloured by status, short cells with the reason on hover or click, sortable by total and
+by any check); checks ordered by difficulty with their titles; failure messages grouped by
+check, then by message (numbers may vary), with counts and students; the score
+distribution in integer bins; tasks; submissions that could not be graded; integrity
+flags; the students table. Blank submissions (the untouched exercise) are counted as such
+and kept out of the failure counts and the difficulty ranking.
 
-The students table sorts by clicking a column header, or from the address:
-``report.html#sort=total:desc`` (column key and asc/desc).
+The page is a jinja2 template (render/templates/report.html.j2, autoescaped: whatever a
+submission wrote arrives as text). Plots are drawn with matplotlib (no display needed)
+and embedded as PNG; the Content-Security-Policy forbids loading anything. Tables sort by
+clicking a header, or from the address: ``report.html#sort=total:desc`` (the students
+table) or ``#grid-sort=t1_f_value:asc`` (the grid).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import re
 import statistics
@@ -24,10 +28,12 @@ from datetime import datetime, timezone
 
 from matplotlib.figure import Figure
 
+from ..hidden import view_for
+from ..render.html import render_page
+from ..render.status import check_status
 from .exports import StudentRow, TaskInfo, number
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-TOP_MESSAGES = 15
 STUDENTS_SHOWN = 12
 
 
@@ -40,15 +46,21 @@ class CheckInfo:
 
 
 @dataclass
-class FailureGroup:
-    check: CheckInfo
-    message: str  # the message as the first student got it
+class MessageGroup:
+    message: str  # as the first student got it
     students: list[str] = field(default_factory=list)
     variants: set[str] = field(default_factory=set)
 
 
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
+@dataclass
+class CheckFailures:
+    check: CheckInfo
+    rate: float  # pass rate among graded, non-blank submissions
+    attempted: int
+    failed: int
+    errors: int
+    hidden: bool = False
+    messages: list[MessageGroup] = field(default_factory=list)
 
 
 def png(figure: Figure) -> str:
@@ -57,22 +69,27 @@ def png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def integer_bins(scores: list[float], max_score: float) -> list[tuple[int, int]]:
+    """(score rounded down to an integer, students) for 0..max: bin n holds n <= score < n + 1."""
+    top = int(max(max_score, max(scores, default=0)))
+    counts = [0] * (top + 1)
+    for score in scores:
+        counts[min(top, max(0, int(score + 1e-9)))] += 1
+    return list(enumerate(counts))
+
+
 def score_histogram(scores: list[float], max_score: float) -> str:
+    bins = integer_bins(scores, max_score)
     figure = Figure(figsize=(7.5, 3.2))
     axes = figure.subplots()
-    top = max(max_score, max(scores, default=0))
-    step = 1.0 if top <= 40 else max(1.0, round(top / 40))
-    edges = [i * step - step / 2 for i in range(int(top / step) + 2)]
-    axes.hist(scores, bins=edges, color="#2f6fb0", edgecolor="white")
-    axes.set_xlabel("score")
+    axes.bar([b for b, _ in bins], [n for _, n in bins], width=0.85, color="#2f6fb0")
+    axes.set_xlabel("score (integer bins: n means n ≤ score < n+1)")
     axes.set_ylabel("students")
-    axes.set_xlim(-step, top + step)
+    axes.set_xticks([b for b, _ in bins][:: max(1, len(bins) // 20)])
     axes.yaxis.get_major_locator().set_params(integer=True)
     if scores:
         mean = statistics.fmean(scores)
         axes.axvline(mean, color="#a40e26", linestyle="--", linewidth=1.2, label=f"mean {mean:.1f}")
-        axes.axvline(statistics.median(scores), color="#116329", linestyle=":", linewidth=1.4,
-                     label=f"median {statistics.median(scores):g}")
         axes.legend(loc="upper left", frameon=False)
     axes.set_title(f"Score distribution ({len(scores)} graded, out of {max_score:g})")
     axes.spines[["top", "right"]].set_visible(False)
@@ -89,7 +106,7 @@ def rate_bars(labels: list[str], rates: list[float], title: str, height_per_bar:
     axes.set_xlim(0, 100)
     axes.set_xlabel("% of graded students")
     for y, rate in zip(positions, rates):
-        inside = rate > 0.88  # no room to the right: write it inside the bar, in white
+        inside = rate > 0.88
         axes.text(100 * rate - 1 if inside else 100 * rate + 1, y, f"{100 * rate:.0f}%", va="center", fontsize=8,
                   ha="right" if inside else "left", color="white" if inside else "#1b1f24")
     axes.set_title(title)
@@ -101,244 +118,95 @@ def normalise(message: str) -> str:
     return NUMBER.sub("#", message)
 
 
-def failure_groups(rows: list[StudentRow], checks: dict[str, CheckInfo]) -> list[FailureGroup]:
-    groups: dict[tuple[str, str], FailureGroup] = {}
-    for row in rows:
-        if not row.report:
-            continue
-        for check in row.report.checks:
+def short(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_failures(rows: list[StudentRow], checks: list[CheckInfo]) -> list[CheckFailures]:
+    """Per check, hardest first: pass rate, and its failures grouped by message (blank submissions left out)."""
+    attempted = [r for r in rows if r.graded and not r.blank]
+    result = []
+    for info in checks:
+        results = [(r.student, c) for r in attempted for c in view_for(r.report, "instructor")[0].checks
+                   if c.id == info.id]
+        groups: dict[str, MessageGroup] = {}
+        for student, check in results:
             if check.passed:
                 continue
-            key = (check.id, normalise(check.message))
-            info = checks.get(check.id) or CheckInfo(check.id, check.task, check.title, check.max_score)
-            group = groups.setdefault(key, FailureGroup(info, check.message))
-            group.students.append(row.student)
+            group = groups.setdefault(normalise(check.message), MessageGroup(check.message))
+            group.students.append(student)
             group.variants.add(check.message)
-    return sorted(groups.values(), key=lambda g: (-len(g.students), g.check.task, g.check.id))
+        passed = sum(c.passed for _, c in results)
+        result.append(CheckFailures(
+            info, passed / len(results) if results else 1.0, len(results), len(results) - passed,
+            sum(check_status(c) == "error" for _, c in results), any(c.hidden for _, c in results),
+            sorted(groups.values(), key=lambda g: (-len(g.students), g.message))))
+    return sorted(result, key=lambda f: (f.rate, f.check.task, f.check.id))
 
 
-STYLE = """
-:root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --bg2: #f6f8fa; }
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); margin: 0 auto;
-       max-width: 78rem; padding: 1.5rem; line-height: 1.45; }
-h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid var(--line); padding-bottom: .3rem; }
-.muted { color: var(--muted); }
-.cards { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1rem 0; }
-.card { border: 1px solid var(--line); border-radius: 8px; padding: .6rem 1rem; min-width: 8rem; background: var(--bg2); }
-.card b { display: block; font-size: 1.5rem; }
-img.plot { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
-table { border-collapse: collapse; width: 100%; font-size: .92rem; }
-th, td { border-bottom: 1px solid var(--line); padding: .35rem .5rem; text-align: left; vertical-align: top; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-#students th { cursor: pointer; user-select: none; white-space: nowrap; background: var(--bg2); position: sticky; top: 0; }
-#students th[aria-sort="ascending"]::after { content: " \\25B2"; }
-#students th[aria-sort="descending"]::after { content: " \\25BC"; }
-.bar { background: #e6ebf1; border-radius: 3px; height: .8rem; width: 8rem; display: inline-block; vertical-align: middle; }
-.bar span { display: block; height: 100%; border-radius: 3px; }
-.status-graded { color: #116329; } .status-failed { color: #a40e26; font-weight: 600; } .status-missing { color: var(--muted); }
-pre.message { white-space: pre-wrap; margin: 0; font-size: .85rem; background: var(--bg2); padding: .4rem; border-radius: 4px; }
-details summary { cursor: pointer; color: var(--muted); }
-"""
-
-SCRIPT = """
-(function () {
-  var table = document.getElementById('students');
-  if (!table) { return; }
-  var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
-  function value(row, index, numeric) {
-    var cell = row.cells[index];
-    var raw = cell.getAttribute('data-value');
-    if (raw === null) { raw = cell.textContent; }
-    if (numeric) { var n = parseFloat(raw); return isNaN(n) ? -Infinity : n; }
-    return raw.toLowerCase();
-  }
-  function sortBy(index, direction) {
-    var header = headers[index];
-    var numeric = header.getAttribute('data-type') === 'number';
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = value(a, index, numeric), y = value(b, index, numeric);
-      var order = x < y ? -1 : x > y ? 1 : 0;
-      if (order === 0) { order = value(a, 0, false) < value(b, 0, false) ? -1 : 1; }
-      return direction === 'descending' ? -order : order;
-    });
-    rows.forEach(function (row) { body.appendChild(row); });
-    headers.forEach(function (h) { h.removeAttribute('aria-sort'); });
-    header.setAttribute('aria-sort', direction);
-    table.setAttribute('data-sorted-by', header.getAttribute('data-key') + ':' + direction);
-  }
-  headers.forEach(function (header, index) {
-    header.addEventListener('click', function () {
-      var next = header.getAttribute('aria-sort') === 'ascending' ? 'descending' : 'ascending';
-      sortBy(index, next);
-    });
-  });
-  function fromAddress() {
-    var match = /sort=([^:&]+)(?::(asc|desc))?/.exec(window.location.hash || '');
-    if (!match) { return; }
-    headers.forEach(function (header, index) {
-      if (header.getAttribute('data-key') === match[1]) {
-        sortBy(index, match[2] === 'desc' ? 'descending' : 'ascending');
-      }
-    });
-  }
-  window.addEventListener('hashchange', fromAddress);
-  fromAddress();
-})();
-"""
-
-
-def _bar(rate: float) -> str:
-    color = "#116329" if rate >= 0.8 else "#bf8700" if rate >= 0.5 else "#a40e26"
-    return f'<span class="bar"><span style="width:{100 * rate:.0f}%;background:{color}"></span></span>'
-
-
-def _students_links(students: list[str], links: dict[str, str | None]) -> str:
-    shown = []
-    for student in students[:STUDENTS_SHOWN]:
-        link = links.get(student)
-        shown.append(f'<a href="feedback/{esc(link)}.html">{esc(student)}</a>' if link else esc(student))
-    more = len(students) - STUDENTS_SHOWN
-    text = ", ".join(shown)
-    if more > 0:
-        rest = ", ".join(esc(s) for s in students[STUDENTS_SHOWN:])
-        text += f' <details><summary>and {more} more</summary>{rest}</details>'
-    return text
+def grid_cells(row: StudentRow, checks: list[CheckInfo]) -> list[dict]:
+    by_id = {c.id: c for c in view_for(row.report, "instructor")[0].checks} if row.graded else {}
+    cells = []
+    for info in checks:
+        check = by_id.get(info.id)
+        if check is None:
+            cells.append({"status": "none", "text": "–", "value": "", "reason": row.reason or row.status})
+            continue
+        status = check_status(check)
+        reason = "passed" if check.passed else (check.message.splitlines()[0] if check.message else status)
+        if row.blank:
+            status, reason = "blank", "untouched exercise"
+        cells.append({"status": status, "text": f"{check.score:g}", "value": check.score, "reason": reason,
+                      "message": "" if check.passed else check.message})
+    return cells
 
 
 def render_report(*, title: str, assignment: str, rows: list[StudentRow], tasks: list[TaskInfo],
                   checks: list[CheckInfo], max_total: float, summary_lines: list[str]) -> str:
     tasks = sorted(tasks, key=lambda t: t.number)
-    graded = [r for r in rows if r.status == "graded" and r.report]
+    graded = [r for r in rows if r.graded]
+    blank = [r for r in graded if r.blank]
     failed = [r for r in rows if r.status == "could not grade"]
     missing = [r for r in rows if r.status == "missing"]
-    scores = [r.score for r in graded]
-    links = {r.student: r.feedback for r in rows}
-    check_index = {c.id: c for c in checks}
-    parts: list[str] = []
-    add = parts.append
-
-    add(f"<h1>{esc(title)}</h1>")
-    add(f'<p class="muted">Class report for assignment <code>{esc(assignment)}</code>, generated '
-        f'{esc(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}.</p>')
-    mean = statistics.fmean(scores) if scores else None
-    median = statistics.median(scores) if scores else None
+    finals = [r.final for r in graded]
+    mean = statistics.fmean(finals) if finals else None
+    median = statistics.median(finals) if finals else None
     cards = [("submissions", len(rows) - len(missing)), ("graded", len(graded)), ("could not grade", len(failed))]
     if missing:
         cards.append(("missing", len(missing)))
+    if blank:
+        cards.append(("blank", len(blank)))
     cards += [("mean", "–" if mean is None else f"{mean:.2f} / {max_total:g}"),
               ("median", "–" if median is None else f"{median:g} / {max_total:g}")]
-    add('<div class="cards" id="summary">' + "".join(
-        f'<div class="card" data-key="{esc(k.replace(" ", "-"))}"><b>{esc(v)}</b>{esc(k)}</div>' for k, v in cards)
-        + "</div>")
-    if summary_lines:
-        add('<p class="muted">' + "<br>".join(esc(line) for line in summary_lines) + "</p>")
 
-    add('<h2 id="distribution">Score distribution</h2>')
-    if scores:
-        add(f'<img class="plot" id="score-histogram" alt="Histogram of the scores of {len(scores)} graded students" '
-            f'src="data:image/png;base64,{score_histogram(scores, max_total)}">')
-    else:
-        add("<p>No submission could be graded.</p>")
-
-    add('<h2 id="tasks">Pass rate per task</h2>')
-    add('<p class="muted">Full marks: students with every point of the task. Mean: average share of the task\'s points.</p>')
-    task_rates = []
-    rows_html = []
+    task_rows = []
     for task in tasks:
         full = sum(1 for r in graded if (r.task_score(task.number) or 0) >= task.max_score - 1e-9)
-        mean_share = statistics.fmean([(r.task_score(task.number) or 0) / task.max_score for r in graded]) \
+        share = statistics.fmean([(r.task_score(task.number) or 0) / task.max_score for r in graded]) \
             if graded and task.max_score else 0.0
-        rate = full / len(graded) if graded else 0.0
-        task_rates.append(rate)
-        rows_html.append(f'<tr><td>Task {task.number}</td><td>{esc(task.title)}</td><td class="num">{task.max_score:g}</td>'
-                         f'<td class="num" data-rate="{rate:.4f}">{_bar(rate)} {100 * rate:.0f}%</td>'
-                         f'<td class="num">{100 * mean_share:.0f}%</td></tr>')
+        task_rows.append({"task": task, "rate": full / len(graded) if graded else 0.0, "mean": share})
+    difficulty = check_failures(rows, checks)
+    plots = {}
+    if finals:
+        plots["score-histogram"] = score_histogram(finals, max_total)
     if graded and tasks:
-        add(f'<img class="plot" id="task-plot" alt="Share of students with full marks per task" src="data:image/png;base64,'
-            f'{rate_bars([f"Task {t.number}" for t in tasks], task_rates, "Full marks per task")}">')
-    add('<table id="task-rates"><thead><tr><th>Task</th><th>Title</th><th class="num">Points</th>'
-        '<th class="num">Full marks</th><th class="num">Mean</th></tr></thead><tbody>' + "".join(rows_html)
-        + "</tbody></table>")
-
-    add('<h2 id="checks">Pass rate per check</h2>')
-    check_rates, check_rows = [], []
-    for check in checks:
-        results = [c for r in graded for c in r.report.checks if c.id == check.id]
-        rate = sum(c.passed for c in results) / len(results) if results else 0.0
-        check_rates.append(rate)
-        hidden = " <span class=\"muted\">(hidden)</span>" if any(c.hidden for c in results) else ""
-        check_rows.append(f'<tr><td>{check.task}</td><td><code>{esc(check.id)}</code></td><td>{esc(check.title)}{hidden}</td>'
-                          f'<td class="num">{check.max_score:g}</td><td class="num" data-rate="{rate:.4f}">{_bar(rate)} '
-                          f'{100 * rate:.0f}%</td><td class="num">{sum(not c.passed for c in results)}</td></tr>')
+        plots["task-plot"] = rate_bars([f"Task {t['task'].number}" for t in task_rows], [t["rate"] for t in task_rows],
+                                       "Full marks per task")
     if graded and checks:
-        add(f'<img class="plot" id="check-plot" alt="Pass rate per check" src="data:image/png;base64,'
-            f'{rate_bars([c.id for c in checks], check_rates, "Pass rate per check")}">')
-    add('<table id="check-rates"><thead><tr><th>Task</th><th>Check</th><th>What it verifies</th><th class="num">Points</th>'
-        '<th class="num">Passed</th><th class="num">Failed</th></tr></thead><tbody>' + "".join(check_rows)
-        + "</tbody></table>")
-
-    add('<h2 id="failures">Most frequent failure messages</h2>')
-    groups = failure_groups(graded, check_index)
-    if groups:
-        add(f'<p class="muted">Failed checks grouped by message (numbers in the message may vary); the '
-            f'{min(TOP_MESSAGES, len(groups))} most frequent of {len(groups)}.</p>')
-        items = []
-        for group in groups[:TOP_MESSAGES]:
-            varies = ' <span class="muted">(numbers vary)</span>' if len(group.variants) > 1 else ""
-            items.append(f'<tr class="failure"><td class="num">{len(group.students)}</td><td>Task {group.check.task}: '
-                         f'<code>{esc(group.check.id)}</code><br>\n{esc(group.check.title)}</td>'
-                         f'<td><pre class="message">{esc(group.message)}</pre>{varies}</td>'
-                         f'<td>{_students_links(group.students, links)}</td></tr>')
-        add('<table id="failure-messages"><thead><tr><th class="num">Students</th><th>Check</th><th>Message</th>'
-            '<th>Who</th></tr></thead><tbody>' + "".join(items) + "</tbody></table>")
-    else:
-        add("<p>No check failed.</p>")
-
-    if failed:
-        add('<h2 id="not-graded">Could not grade</h2>')
-        reasons: dict[str, list[str]] = defaultdict(list)
-        for row in failed:
-            reasons[row.reason].append(row.student)
-        add('<table id="failed-submissions"><thead><tr><th class="num">Students</th><th>Reason</th><th>Who</th></tr>'
-            '</thead><tbody>' + "".join(
-                f'<tr><td class="num">{len(who)}</td><td>{esc(reason)}</td><td>{_students_links(who, links)}</td></tr>'
-                for reason, who in sorted(reasons.items(), key=lambda item: -len(item[1]))) + "</tbody></table>")
-
-    add('<h2 id="students-heading">Students</h2>')
-    add('<p class="muted">Click a column to sort; each name links to the student\'s feedback.</p>')
-    head = ['<th data-key="student" data-type="text">Student</th>', '<th data-key="file" data-type="text">File</th>']
-    head += [f'<th class="num" data-key="task_{t.number}" data-type="number" title="{esc(t.title)}">Task {t.number}</th>'
-             for t in tasks]
-    head += ['<th class="num" data-key="total" data-type="number">Total</th>',
-             '<th class="num" data-key="percent" data-type="number">%</th>',
-             '<th data-key="status" data-type="text">Status</th>']
-    body = []
-    for row in rows:
-        link = (f'<a href="feedback/{esc(row.feedback)}.html">{esc(row.student)}</a>' if row.feedback
-                else esc(row.student))
-        cells = [f'<td data-value="{esc(row.student)}">{link}</td>', f"<td>{esc(row.file)}</td>"]
-        for task in tasks:
-            value = row.task_score(task.number)
-            cells.append(f'<td class="num" data-value="{"" if value is None else value}">{number(value)}</td>')
-        total = row.score if row.status == "graded" else None
-        maximum = row.max_score or max_total
-        percent = 100 * total / maximum if total is not None and maximum else None
-        cells.append(f'<td class="num" data-value="{"" if total is None else total}">{number(total)}</td>')
-        cells.append(f'<td class="num" data-value="{"" if percent is None else f"{percent:.2f}"}">'
-                     f'{"" if percent is None else f"{percent:.0f}"}</td>')
-        css = {"graded": "status-graded", "could not grade": "status-failed"}.get(row.status, "status-missing")
-        status = row.status if row.status != "could not grade" else f"could not grade: {row.reason}"
-        cells.append(f'<td class="{css}" data-value="{esc(row.status)}">{esc(status)}</td>')
-        body.append(f'<tr data-student="{esc(row.student)}">' + "".join(cells) + "</tr>")
-    add('<table id="students" data-sorted-by="student:ascending"><thead><tr>' + "".join(head)
-        + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
-
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{esc(title)}: class report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(parts) + f"\n<script>{SCRIPT}</script>\n</body>\n</html>\n")
-
+        plots["check-plot"] = rate_bars([short(f"T{f.check.task}: {f.check.title}", 40) for f in difficulty],
+                                        [f.rate for f in difficulty], "Pass rate per check, hardest first")
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for row in failed:
+        reasons[row.reason].append(row.student)
+    grid = [{"row": r, "cells": grid_cells(r, checks)} for r in rows if r.status != "missing"]
+    visible_checks = checks  # report.html is an instructor's view: every check, hidden ones marked
+    labels, counters = {}, defaultdict(int)
+    for check in checks:  # T<task>.<n-th check of the task>: short enough for a grid column
+        counters[check.task] += 1
+        labels[check.id] = f"T{check.task}.{counters[check.task]}"
+    return render_page(
+        "report.html.j2", title=title, assignment=assignment, rows=rows, tasks=tasks, checks=visible_checks,
+        max_total=max_total, summary_lines=summary_lines, cards=cards, task_rows=task_rows, difficulty=difficulty,
+        plots=plots, bins=integer_bins(finals, max_total) if finals else [], reasons=sorted(reasons.items()),
+        grid=grid, labels=labels, flagged=[r for r in rows if r.flags], number=number, students_shown=STUDENTS_SHOWN,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), blank=blank)

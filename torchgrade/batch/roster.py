@@ -11,7 +11,20 @@ byte-order mark from Excel is fine):
   submission's path as shown (``alice/hw.ipynb``, ``class.zip:alice/hw.ipynb``), the
   path relative to the PATH given, its folder name, or its file name.
 
-Names are never split on '-' or guessed: only exact matches count. Roster students with
+- Canvas's gradebook export (``Student``, ``ID``, ``SIS User ID``, ``SIS Login ID``,
+  ``Section``): a submission whose Canvas download name carries the user ID ``ID``
+  belongs to ``Student``. Moodle's grading worksheet (``Identifier`` = ``Participant N``,
+  ``Full name``, ``Email address``): a Moodle download name carrying ``N`` belongs to
+  ``Full name``.
+
+Every format may carry the ids an LMS import needs (``email``, ``username``,
+``id_number``, ``lms_id``/``ID``, ``sis_user_id``, ``sis_login_id``, ``section``); the
+LMS exports (batch/lms.py) use them.
+
+LMS download names are parsed exactly as the LMS writes them (``parse_lms_name``):
+Canvas ``name[_LATE]_userid_fileid_original.ipynb``, Moodle
+``Full Name_ID_assignsubmission_file_[original]``. Names are never split on '-' or '_'
+beyond those formats, or guessed: only exact matches count. Roster students with
 no submission are listed (status "missing"); submissions that match no roster line keep
 the name from their file or folder, with a warning.
 """
@@ -19,6 +32,7 @@ the name from their file or folder, with a warning.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +41,41 @@ from .discover import Found
 
 CLASSROOM_COLUMNS = {"student_repository_name", "github_username", "roster_identifier"}
 PLAIN_COLUMNS = {"identifier", "file"}
+CANVAS_COLUMNS = {"student", "id", "sis_user_id", "sis_login_id"}
+MOODLE_COLUMNS = {"identifier", "full_name"}
+# Optional id columns, by their normalised header, in any format.
+ID_COLUMNS = {"name": ("name", "full_name"), "email": ("email", "email_address"),
+              "username": ("username", "login"),  # an LMS username: never github_username
+              "id_number": ("id_number", "idnumber", "sid"),
+              "lms_id": ("lms_id", "canvas_id"), "sis_user_id": ("sis_user_id",), "sis_login_id": ("sis_login_id",),
+              "section": ("section",)}
+
+# Canvas: lastfirst[_LATE]_<user id>_<attachment id>_<original name>; the name part holds no '_'.
+CANVAS_NAME = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<user>\d+)_(?P<file>\d+)_(?P<original>.+)$")
+# Moodle: <Full Name>_<participant id>_assignsubmission_<plugin>_[original]; the full name may hold anything.
+MOODLE_NAME = re.compile(r"^(?P<name>.+)_(?P<user>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<original>.*)$")
+
+
+@dataclass(frozen=True)
+class LmsName:
+    """What an LMS download name says: who (as the LMS spelled it), the LMS's id, and a LATE mark."""
+
+    lms: str  # canvas | moodle
+    name: str
+    user_id: str
+    late: bool
+    original: str
+
+
+def parse_lms_name(stem: str) -> LmsName | None:
+    """A Canvas or Moodle download name (file stem or folder name), or None for any other name."""
+    match = CANVAS_NAME.match(stem)
+    if match:
+        return LmsName("canvas", match["name"], match["user"], bool(match["late"]), match["original"])
+    match = MOODLE_NAME.match(stem)
+    if match:
+        return LmsName("moodle", match["name"], match["user"], False, match["original"])
+    return None
 
 
 class RosterError(GradingError):
@@ -40,11 +89,15 @@ class Entry:
     keys: tuple[str, ...]  # exact strings a submission may be known by
     github_username: str = ""
     line: int = 0
+    ids: tuple[tuple[str, str], ...] = ()  # (field, value) for the fields of ID_COLUMNS the roster has
+
+    def id(self, name: str) -> str:
+        return dict(self.ids).get(name, "")
 
 
 @dataclass
 class Roster:
-    kind: str  # "classroom" | "plain"
+    kind: str  # "classroom" | "plain" | "canvas" | "moodle"
     entries: list[Entry]
     source: Path | None = None
 
@@ -56,6 +109,8 @@ class Assignment:
     submissions: list[tuple[str, Found]]  # (identity, submission) in discovery order
     missing: list[Entry] = field(default_factory=list)  # roster students without a submission
     warnings: list[str] = field(default_factory=list)
+    lms_names: dict[str, LmsName] = field(default_factory=dict)  # identity -> its parsed LMS download name
+    root: Path | None = None  # the submissions' folder, set by the batch (exports name files relative to it)
 
 
 def _normalise(header: str) -> str:
@@ -83,6 +138,14 @@ def load_roster(path: Path) -> Roster:
         index = column.get(name)
         return row[index].strip() if index is not None and index < len(row) else ""
 
+    def ids(row: list[str]) -> tuple[tuple[str, str], ...]:
+        found = []
+        for name, headers in ID_COLUMNS.items():
+            value = next((cell(row, h) for h in headers if cell(row, h)), "")
+            if value:
+                found.append((name, value))
+        return tuple(found)
+
     entries: list[Entry] = []
     if CLASSROOM_COLUMNS <= set(column):
         for number, row in enumerate(rows[1:], start=2):
@@ -92,18 +155,37 @@ def load_roster(path: Path) -> Roster:
                 continue  # a roster student who never accepted the assignment has neither
             identity = identifier or username or repository
             keys = tuple(k for k in (repository, username) if k)
-            entries.append(Entry(identity, keys, username, number))
+            email = identifier if "@" in identifier else ""
+            extra = ids(row) + ((("email", email),) if email and not cell(row, "email") else ())
+            entries.append(Entry(identity, keys, username, number, extra))
         kind = "classroom"
     elif PLAIN_COLUMNS <= set(column):
         for number, row in enumerate(rows[1:], start=2):
             identity, file = cell(row, "identifier"), cell(row, "file")
             if not identity or not file:
                 raise RosterError(f"{path}: line {number}: both identifier and file are needed")
-            entries.append(Entry(identity, (file.replace("\\", "/").removeprefix("./"),), "", number))
+            entries.append(Entry(identity, (file.replace("\\", "/").removeprefix("./"),), "", number, ids(row)))
         kind = "plain"
+    elif CANVAS_COLUMNS <= set(column):
+        for number, row in enumerate(rows[1:], start=2):
+            student, user = cell(row, "student"), cell(row, "id")
+            if not user.isdigit():
+                continue  # the "Points Possible" row, or a blank one
+            extra = ids(row) + (("lms_id", user),)
+            entries.append(Entry(student or user, (user,), "", number, extra))
+        kind = "canvas"
+    elif MOODLE_COLUMNS <= set(column):
+        for number, row in enumerate(rows[1:], start=2):
+            participant = cell(row, "identifier").removeprefix("Participant").strip()
+            if not participant:
+                continue
+            entries.append(Entry(cell(row, "full_name") or participant, (participant,), "", number, ids(row)))
+        kind = "moodle"
     else:
         raise RosterError(f"{path}: unrecognised header {', '.join(rows[0])!r}; expected GitHub Classroom's grades "
-                          "export (student_repository_name, github_username, roster_identifier) or `identifier,file`")
+                          "export (student_repository_name, github_username, roster_identifier), `identifier,file`, "
+                          "Canvas's gradebook export (Student, ID, SIS User ID, SIS Login ID) or Moodle's grading "
+                          "worksheet (Identifier, Full name)")
     seen: dict[str, int] = {}
     for entry in entries:
         if entry.identity in seen:
@@ -129,9 +211,10 @@ def names_of(found: Found) -> list[str]:
 def assign(found: list[Found], roster: Roster | None) -> Assignment:
     """Give every submission its identity: the roster's when it matches, else its file or folder name."""
     result = Assignment([])
+    parsed = {id(item): parse_lms_name(item.key) for item in found}
     if roster is None:
-        result.submissions = [(item.key, item) for item in found]
-        return _deduplicate(result)
+        result.submissions = [(_own_name(item, parsed[id(item)]), item) for item in found]
+        return _remember_lms_names(_deduplicate(result), parsed)
     index: dict[str, Entry] = {}
     for entry in roster.entries:
         for key in entry.keys:
@@ -142,26 +225,39 @@ def assign(found: list[Found], roster: Roster | None) -> Assignment:
                     index.setdefault(str((base / key).resolve()), entry)
     used: dict[str, Found] = {}
     for item in found:
+        lms = parsed[id(item)]
         if roster.kind == "classroom":
             names = [n for n in (item.folder, item.key) if n]  # repositories are folders; or a flat file's name
+        elif roster.kind in ("canvas", "moodle"):
+            names = [lms.user_id] if lms is not None and lms.lms == roster.kind else []
         else:
             names = names_of(item) + _real_paths(item)
         entry = next((index[n] for n in names if n in index), None)
         if entry is None:
-            result.warnings.append(f"{item.shown}: not on the roster; graded as {item.key!r}")
-            result.submissions.append((item.key, item))
+            result.warnings.append(f"{item.shown}: not on the roster; graded as {_own_name(item, lms)!r}")
+            result.submissions.append((_own_name(item, lms), item))
             continue
         if entry.identity in used:
             result.warnings.append(f"{item.shown}: {entry.identity!r} already has {used[entry.identity].shown}; "
-                                   f"graded separately as {item.key!r}")
-            result.submissions.append((item.key, item))
+                                   f"graded separately as {_own_name(item, lms)!r}")
+            result.submissions.append((_own_name(item, lms), item))
             continue
         used[entry.identity] = item
         if roster.kind == "plain":
             item = _pick_candidate(item, entry, roster)
         result.submissions.append((entry.identity, item))
     result.missing = [entry for entry in roster.entries if entry.identity not in used]
-    return _deduplicate(result)
+    return _remember_lms_names(_deduplicate(result), parsed)
+
+
+def _own_name(item: Found, lms: LmsName | None) -> str:
+    """A submission's name without a roster: the student part of an LMS download name, else its file/folder name."""
+    return lms.name if lms is not None else item.key
+
+
+def _remember_lms_names(result: Assignment, parsed: dict[int, LmsName | None]) -> Assignment:
+    result.lms_names = {identity: parsed[id(item)] for identity, item in result.submissions if parsed.get(id(item))}
+    return result
 
 
 def _real_paths(item: Found) -> list[str]:

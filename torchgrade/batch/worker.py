@@ -183,10 +183,17 @@ class Pool:
         self.initial_children: set[int] = set()
         self.subreaper = False
         self.started = 0
+        self.saved_pythonpath: str | None = None
 
     def __enter__(self) -> "Pool":
         self.initial_children = set(self._children())
         self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        # The fork server is a fresh interpreter that ignores our sys.path (Python 3.11 drops it): make it import
+        # this very torchgrade (a checkout run as `python path/grade.py` from elsewhere, or beside an installed one).
+        self.saved_pythonpath = os.environ.get("PYTHONPATH")
+        package_root = str(Path(__file__).resolve().parents[2])
+        os.environ["PYTHONPATH"] = os.pathsep.join([package_root] + ([self.saved_pythonpath]
+                                                                    if self.saved_pythonpath else []))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -197,6 +204,10 @@ class Pool:
         self.reap_orphans()
         if self.subreaper:
             _prctl(PR_SET_CHILD_SUBREAPER, 0)
+        if self.saved_pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = self.saved_pythonpath
 
     def _children(self) -> list[int]:
         me = os.getpid()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..hidden import HiddenSummary, grading_requested, student_view
+from ..hidden import grading_requested, view_for
 from ..results import GradeReport
 from .classroom import render_classroom, render_classroom_failure
 from .gradescope import render_gradescope_failure, render_gradescope_json
@@ -46,9 +46,7 @@ def _accepts(function, name: str) -> bool:
 def render_report(fmt: str, report: GradeReport, *, grading: bool = False) -> str:
     """Render in `fmt`; a student's run (not `grading`, no TORCHGRADE_GRADING=1) never shows hidden checks."""
     renderer = RENDERERS[fmt]
-    hidden = HiddenSummary()
-    if not grading_requested(grading):
-        report, hidden = student_view(report)
+    report, hidden = view_for(report, "instructor" if grading_requested(grading) else "student")
     return renderer(report, hidden=hidden) if _accepts(renderer, "hidden") else renderer(report)
 
 

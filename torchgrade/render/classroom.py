@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..hidden import HiddenSummary, configured_hidden, configured_points
 from ..results import GradeReport
-from .junit import could_not_run
+from .status import STATUS_WORDS, check_status
 
 QUANTUM = 64  # scores are multiples of 1/64: exact in binary floating point
 NAME_LIMIT = 120
@@ -104,7 +104,7 @@ def classroom_payload(report: GradeReport) -> dict:
     filename = Path(report.submission).name
     tests = []
     for check, score in zip(checks, scores):
-        status = "pass" if check.passed else ("error" if could_not_run(check) else "fail")
+        status = STATUS_WORDS["classroom"][check_status(check)]
         head = f"{_points(check.score)}/{_points(check.max_score)} points."
         body = check.message or ("Passed." if check.passed else "")
         tests.append(_test(f"Task {check.task}: {check.title}", status, score, f"{head} {body}".strip(),
@@ -156,7 +156,7 @@ def summary_markdown(report: GradeReport, payload: dict, hidden: HiddenSummary |
              "| Task | Check | Points | Result |", "| --- | --- | ---: | --- |"]
     for task in report.tasks:
         for check in task.checks:
-            mark = "✅" if check.passed else ("⚠️ error" if could_not_run(check) else "❌")
+            mark = {"pass": "✅", "fail": "❌", "error": "⚠️ error"}[STATUS_WORDS["classroom"][check_status(check)]]
             message = check.message or ("passed" if check.passed else "")
             lines.append(f"| {task.number}. {_cell(task.title, 80)} | {_cell(check.title, 120)} | "
                          f"{_points(check.score)} / {_points(check.max_score)} | {mark} {_cell(message)} |")

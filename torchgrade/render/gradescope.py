@@ -14,6 +14,7 @@ import json
 
 from ..hidden import VISIBILITIES, HiddenSummary, configured_hidden, hidden_visibility
 from ..results import GradeReport
+from .status import STATUS_WORDS, check_status
 
 
 def _number(value: float) -> int | float:
@@ -38,7 +39,8 @@ def report_payload(report: GradeReport, *, hidden: HiddenSummary | None = None,
                 "number": f"{check.task}.{position}",
                 "score": _number(check.score),
                 "max_score": _number(check.max_score),
-                "status": "passed" if check.passed else "failed",
+                "status": STATUS_WORDS["json"][check_status(check)],
+                "outcome": check_status(check),  # passed | failed | error (Gradescope ignores it)
                 "output": check.message,
                 "visibility": visibility if check.hidden else "visible",
                 "task": check.task,

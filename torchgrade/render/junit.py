@@ -2,9 +2,9 @@
 
 Valid against the Jenkins/pytest ``junit-10.xsd``: ``<testsuites>`` holds one
 ``<testsuite>`` per task and one ``<testcase>`` per check. A check that lost points
-gets ``<failure>`` with its message; a check whose task could not run at all (the
-student's code raised, timed out, killed the kernel, or the task cell is missing)
-gets ``<error>``. A notebook that cannot be graded at all still yields a valid
+gets ``<failure>`` with its message (also when the student's code raised: it ran, and
+the answer is wrong); a check whose task could not run at all (its cell is missing, it
+timed out or killed the kernel) gets ``<error>``: see ``render/status.py``. A notebook that cannot be graded at all still yields a valid
 document whose test cases all carry ``<error>`` with the reason.
 """
 
@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from ..hidden import HiddenSummary, configured_hidden
 from ..results import CheckResult, GradeReport
+from .status import ERROR, check_status
 
 # Characters XML 1.0 cannot carry at all (student output may contain them).
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -24,8 +25,8 @@ MESSAGE_ATTRIBUTE_LIMIT = 300
 
 
 def could_not_run(check: CheckResult) -> bool:
-    """True when a check failed because its task never ran to completion (an error, not a wrong answer)."""
-    return not check.passed and bool(check.error)
+    """True when a check failed because its task could not run (an error, not a wrong answer)."""
+    return check_status(check) == ERROR
 
 
 def xml_text(text: str) -> str:

@@ -1,0 +1,117 @@
+"""An instructor's decisions after grading, and rebuilding the exports without grading.
+
+    python grade.py --output-dir OUT --export
+    python grade.py --output-dir OUT --override STUDENT CHECK POINTS --reason TEXT
+    python grade.py --output-dir OUT --clear-override STUDENT [CHECK]
+    python grade.py --output-dir OUT --comment STUDENT TEXT
+
+Each is stored in OUT/gradebook.sqlite with who (the user name) and when, kept through
+regrades (a regrade replaces the autograder's row, never the instructor's decisions), and
+the exports are rebuilt from the whole gradebook. Nothing runs a notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..config import AssignmentConfig
+from ..errors import EXIT_GRADED
+from ..evidence_store import NoExecution
+from ..pipeline import Grader
+from . import BatchUsageError, OutputLock, say
+from .gradebook import Gradebook
+from .publish import export_gradebook
+
+
+class DecisionError(BatchUsageError):
+    label = "cannot update the gradebook"
+
+
+def wants_decision(args: argparse.Namespace) -> bool:
+    return bool(args.export or args.override or args.clear_override or args.comment)
+
+
+def gradebook_assignment(args: argparse.Namespace, config, book: Gradebook) -> tuple[str, AssignmentConfig]:
+    """--assignment, else the one assignment the gradebook holds (each assignment has its own output folder)."""
+    from ..config import pick_assignment
+
+    if args.assignment:
+        return pick_assignment(config, args.assignment)
+    held = [a for (a,) in book.db.execute("SELECT DISTINCT assignment FROM submissions ORDER BY assignment")]
+    known = [a for a in held if a in config.assignments]
+    if len(known) == 1:
+        return known[0], config.assignments[known[0]]
+    if not known and len(config.assignments) == 1:
+        return next(iter(config.assignments.items()))
+    raise DecisionError("say which assignment with --assignment (the gradebook holds "
+                        f"{', '.join(held) or 'none of the configured ones'})")
+
+
+def run_decisions(args: argparse.Namespace, config) -> int:
+    if args.paths:
+        raise DecisionError("--export, --override, --clear-override and --comment take no PATH: they work on the "
+                              "gradebook in --output-dir")
+    if args.output_dir is None:
+        raise DecisionError("say which gradebook with --output-dir (the folder holding gradebook.sqlite)")
+    output = args.output_dir.resolve()
+    if not (output / "gradebook.sqlite").is_file():
+        raise DecisionError(f"{output}: no gradebook.sqlite here; grade a class into it first")
+    if args.override and not (args.reason or "").strip():
+        raise DecisionError("--override needs --reason TEXT: the student sees it")
+    with OutputLock(output):
+        book = Gradebook(output / "gradebook.sqlite")
+        try:
+            name, entry = gradebook_assignment(args, config, book)
+            if getattr(args, "sandbox", None):
+                entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": args.sandbox})})
+            grader = Grader.from_config(name, entry, executor=NoExecution())
+            record(args, book, name, entry)
+            rows, said = export_gradebook(book, name, entry, grader, output, [])
+        finally:
+            book.close()
+    for note in said:
+        say(f"note: {note}")
+    say(f"Rebuilt the exports of {len(rows)} student(s) in {output} (grades.csv, checks.csv, canvas.csv, moodle.csv, "
+        "gradescope.csv, feedback/, report.html)")
+    return EXIT_GRADED
+
+
+def _known_student(book: Gradebook, name: str, student: str) -> None:
+    known = {r.student for r in book.rows(name)} | {s.identity for s in book.roster()}
+    if student not in known:
+        close = sorted(s for s in known if s.casefold() == student.casefold())
+        hint = f" (did you mean {close[0]!r}?)" if close else " (names are as in grades.csv)"
+        raise DecisionError(f"no student {student!r} in the gradebook{hint}")
+
+
+def record(args: argparse.Namespace, book: Gradebook, name: str, entry: AssignmentConfig) -> None:
+    if args.override:
+        student, check, text = args.override
+        _known_student(book, name, student)
+        if check not in entry.checks:
+            raise DecisionError(f"no check {check!r} in {name} (checks: {', '.join(entry.checks)})")
+        try:
+            points = float(text)
+        except ValueError:
+            raise DecisionError(f"POINTS must be a number, not {text!r}") from None
+        maximum = entry.checks[check].points
+        if not math.isfinite(points) or not 0 <= points <= maximum:
+            raise DecisionError(f"POINTS for {check} must be between 0 and {maximum:g}")
+        made = book.set_override(name, student, check, points, args.reason.strip())
+        say(f"Override: {student}, {check} = {points:g}/{maximum:g} ({made.reason}), by {made.author} at {made.created_at}")
+    if args.clear_override:
+        student, *rest = args.clear_override
+        if len(rest) > 1:
+            raise DecisionError("--clear-override takes STUDENT and optionally one CHECK")
+        removed = book.clear_override(name, student, rest[0] if rest else None)
+        if not removed:
+            raise DecisionError(f"no override for {student!r}" + (f" on {rest[0]!r}" if rest else ""))
+        say(f"Removed {removed} override(s) of {student}")
+    if args.comment:
+        student, text = args.comment
+        _known_student(book, name, student)
+        if not text.strip():
+            raise DecisionError("--comment needs some text")
+        made = book.add_comment(name, student, text.strip())
+        say(f"Comment for {student} by {made.author} at {made.created_at}")
