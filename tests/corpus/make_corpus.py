@@ -597,15 +597,17 @@ def manifest() -> bytes:
     return ("\n".join(out) + "\n").encode("utf-8")
 
 
-def generate() -> dict[str, bytes]:
-    solution = nbformat.read(SOLUTION, as_version=4)
+def generate(variants=None, solution_path: Path = SOLUTION, exercise_path: Path = EXERCISE,
+             make_manifest=manifest) -> dict[str, bytes]:
+    """Every file of a corpus; other corpus generators pass their own registry, notebooks and manifest."""
+    solution = nbformat.read(solution_path, as_version=4)
     for cell in solution.cells:  # variants edit the solution's code, not its solution markers
         if cell.cell_type == "code":
             cell.source = without_markers(cell.source)
-    exercise = nbformat.read(EXERCISE, as_version=4)
+    exercise = nbformat.read(exercise_path, as_version=4)
     files = {name: render(spec["build"](copy.deepcopy(solution), copy.deepcopy(exercise)))
-             for name, spec in VARIANTS.items()}
-    files["MANIFEST.yaml"] = manifest()
+             for name, spec in (VARIANTS if variants is None else variants).items()}
+    files["MANIFEST.yaml"] = make_manifest()
     return files
 
 
