@@ -35,7 +35,7 @@ from torchgrade.config import Limits, load_config
 from torchgrade.errors import GradingError
 from torchgrade.executor import NbclientExecutor, PlannedCell, kernel_environment
 from torchgrade.errors import SubmissionError
-from torchgrade.evidence_store import RecordingGrader, evidence_to_data
+from torchgrade.evidence_store import RecordingGrader, evidence_text
 from torchgrade.pipeline import Grader
 from torchgrade.render import render_report
 
@@ -172,7 +172,7 @@ def graded(tmp_path_factory):
         results["solution, after the attacks"] = grade_job(("", graders["sandbox"], SOLUTION))[1]
         results["_memory_growth_mib"] = peak_memory_mib() - memory_before
         results["_huge_values_evidence_bytes"] = sum(
-            len(json.dumps(evidence_to_data(e), allow_nan=False)) for e in recording.recorded)
+            len(evidence_text(e)) for e in recording.recorded)
         results["_orphans"] = orphans()
         results["_children"] = [pid for pid in sandbox.descendants({os.getpid()}) if is_kernel_related(pid)]
         yield results
