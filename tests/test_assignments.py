@@ -60,7 +60,7 @@ class TestChoosingTheAssignment:
             with pytest.raises(UsageError) as caught:
                 assignment_for(config, notebook)
             line = caught.value.one_line()
-            assert "computational_graph, pinn_like" in line and "--assignment" in line and "\n" not in line
+            assert "computational_graph, " in line and "pinn_like)" in line and "--assignment" in line and "\n" not in line
 
     def test_the_cli_exits_2_with_one_line(self, tmp_path):
         config = two_assignments(tmp_path)
