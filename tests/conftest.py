@@ -40,9 +40,11 @@ def corpus_reports(grader):
 
 
 def write_config(directory: Path, **overrides) -> Path:
-    """A copy of config.yaml pointing at the repo's real files, with some settings changed."""
+    """A copy of config.yaml with only the computational_graph assignment (so a batch writes its files at the top of
+    its output folder), pointing at the repo's real files, with some settings changed."""
     raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     entry = raw["assignments"]["computational_graph"]
+    raw["assignments"] = {"computational_graph": entry}
     for key in ("grader", "exercise", "solution"):
         entry[key] = str(ROOT / entry[key])
     for dotted, value in overrides.items():
