@@ -217,6 +217,9 @@ def assignment_for(config: Config, notebook: Path, override: str | None = None) 
     by_file = [name for name in by_file if len(name) == longest]  # "x_intro" beats "x" in "x_intro_bob"
     if len(by_file) == 1:
         return by_file[0], config.assignments[by_file[0]]
+    from .loader import load_notebook  # a file that is not a notebook at all: say that first (exit 3), not "which?"
+
+    load_notebook(notebook)
     choices = ", ".join(config.assignments)
     found = f"its metadata names {named!r}, which is not configured; " if named else ""
     raise UsageError(f"{notebook.name}: cannot tell which assignment it is ({found}choices: {choices}); "
