@@ -76,8 +76,11 @@ def test_feedback_never_shows_the_solution_code(corpus_reports):
 
 
 def test_a_task_that_could_not_run_is_an_error_not_a_wrong_answer(corpus_reports):
+    """Code that ran and raised is a wrong answer (failed, with the exception in the message); a task whose cell is
+    missing could not run at all (error). One vocabulary: torchgrade/render/status.py."""
     crashed = {c.id: c for c in corpus_reports["error_in_task1.ipynb"].checks}
-    assert "NameError" in crashed["t1_f_value"].error and "NameError" in crashed["t1_f_graph"].error
+    assert not crashed["t1_f_value"].passed and not crashed["t1_f_value"].error
+    assert "NameError" in crashed["t1_f_value"].message and "NameError" in crashed["t1_f_graph"].message
     assert all(not c.error for c in crashed.values() if c.passed)
     assert all(not c.error for c in corpus_reports["wrong_function.ipynb"].checks)
     deleted = {c.id: c for c in corpus_reports["task_cell_deleted.ipynb"].checks}
