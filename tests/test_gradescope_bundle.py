@@ -99,8 +99,11 @@ def test_building_twice_gives_the_same_bytes(tmp_path):
 
 
 def test_build_command_writes_a_zip(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "torchgrade.gradescope_bundle", "--output", str(tmp_path / "a.zip")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    several = subprocess.run([sys.executable, "-m", "torchgrade.gradescope_bundle", "--output", str(tmp_path / "c.zip")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)  # config.yaml holds three
+    assert several.returncode == 2 and "--assignment" in several.stderr and not (tmp_path / "c.zip").exists()
+    done = subprocess.run([sys.executable, "-m", "torchgrade.gradescope_bundle", "--output", str(tmp_path / "a.zip"),
+                           "--assignment", "pinn_residual"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Wrote" in done.stdout and zipfile.is_zipfile(tmp_path / "a.zip")
     bad = subprocess.run([sys.executable, "-m", "torchgrade.gradescope_bundle", "--output", str(tmp_path / "b.zip"),

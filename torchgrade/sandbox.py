@@ -378,7 +378,8 @@ class HandOver:
 
 def sandbox_command(bwrap: str, *, inner: list[str], workdir_files: list[Path], connection: bytes | None,
                     tmp_size_mb: int, environment: dict[str, str], root: bool, info_fd: int,
-                    handover: HandOver) -> list[str]:
+                    handover: HandOver, run_files: dict[str, bytes] | None = None,
+                    capabilities: tuple[str, ...] = ()) -> list[str]:
     """The bwrap command that runs ``inner`` in the sandbox: ``bwrap --args FD``, everything else in ``handover``."""
     args = ["--die-with-parent", "--new-session",
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -396,11 +397,17 @@ def sandbox_command(bwrap: str, *, inner: list[str], workdir_files: list[Path], 
              "--perms", "0444", "--ro-bind-data", str(handover.data(LAUNCHER.read_bytes())), BOX_LAUNCHER]
     if connection is not None:
         args += ["--perms", "0444", "--ro-bind-data", str(handover.data(connection)), BOX_CONNECTION]
+    for box_path, content in (run_files or {}).items():  # more grader files (the warm engine's runtime)
+        args += ["--perms", "0444", "--ro-bind-data", str(handover.data(content)), box_path]
     args += ["--chdir", BOX_WORKDIR, "--remount-ro", "/", "--clearenv"]
     for key, value in environment.items():
         args += ["--setenv", key, value]
     if root:  # the launcher needs these two to drop to the kernel's own uid; nothing else survives
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    elif capabilities:
+        args += ["--cap-drop", "ALL"]
+    for capability in capabilities:  # the warm engine's zygote needs a few more to isolate each run
+        args += ["--cap-add", capability]
     args += ["--info-fd", str(info_fd)]
     if any("\0" in arg for arg in args):
         raise GradingError("a sandbox argument holds a NUL character")

@@ -125,26 +125,19 @@ class Zygote:
             self._started.set()
         self._stop.wait()
 
-    def _command(self, listener_fd: int, info_fd: int | None) -> list[str]:
+    def _command(self, listener_fd: int, info_fd: int | None, handover: "sandbox.HandOver") -> list[str]:
         if not self.isolation.sandbox:
             return [sys.executable, "-I", str(RUNTIME), str(listener_fd), "off"]
-        root = os.geteuid() == 0
         from .executor import kernel_environment
 
-        command = sandbox.sandbox_command(
-            self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"], workdir_files=[],
-            connection_file=None, tmp_size_mb=ZYGOTE_TMP_MB, environment=kernel_environment(sandbox.BOX_WORKDIR,
-                                                                                             tmp="/tmp"),
-            root=root, info_fd=info_fd)
-        # The runtime beside the launcher (bound before "/" is made read-only), and the capabilities to isolate
-        # each run (added before --info-fd, which sandbox_command puts just before the command).
-        at = command.index(sandbox.BOX_LAUNCHER) + 1
-        command[at:at] = ["--ro-bind", str(RUNTIME), BOX_RUNTIME]
-        capabilities = [] if root else ["--cap-drop", "ALL"]
-        for capability in CAPABILITIES:
-            capabilities += ["--cap-add", capability]
-        at = command.index("--info-fd")
-        return command[:at] + capabilities + command[at:]
+        # The runtime arrives beside the launcher through a descriptor (no host path in the box), and the zygote
+        # keeps the capabilities it needs to isolate each run; every run drops them.
+        return sandbox.sandbox_command(
+            self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"],
+            workdir_files=[], connection=None, tmp_size_mb=ZYGOTE_TMP_MB,
+            environment=kernel_environment(sandbox.BOX_WORKDIR, tmp="/tmp"), root=os.geteuid() == 0,
+            info_fd=info_fd, handover=handover, run_files={BOX_RUNTIME: RUNTIME.read_bytes()},
+            capabilities=tuple(CAPABILITIES))
 
     def _start(self, startup_timeout: float) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -154,16 +147,19 @@ class Zygote:
         from .executor import kernel_environment
 
         environment = {"PATH": sandbox.SAFE_PATH} if self.isolation.sandbox else kernel_environment(self.dir)
-        fds = (listener.fileno(),) + ((info_write,) if info_write is not None else ())
+        handover = sandbox.HandOver()
+        command = self._command(listener.fileno(), info_write, handover)
+        fds = (listener.fileno(),) + ((info_write,) if info_write is not None else ()) + tuple(handover.fds)
         log = open(self.dir / "zygote.log", "wb")  # the zygote's own errors (never a student's: runs drop theirs)
         try:
-            self.process = subprocess.Popen(self._command(listener.fileno(), info_write), env=environment,
+            self.process = subprocess.Popen(command, env=environment,
                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                             stderr=log, pass_fds=fds, cwd=self.dir,
                                             start_new_session=True)
         finally:
             log.close()
             listener.close()
+            handover.close()
             if info_write is not None:
                 os.close(info_write)
         try:
