@@ -95,21 +95,6 @@ def gradebook(output: Path) -> dict:
     return table
 
 
-def test_a_dask_batch_writes_the_gradebook_a_local_batch_writes(cluster, tmp_path):
-    folder = submissions(tmp_path / "class")
-    config = write_config(tmp_path, random_runs__count=1)
-    local = grade(folder, tmp_path / "local", config, "--jobs", "2")
-    assert local.returncode == 0, local.stderr
-    remote = grade(folder, tmp_path / "dask", config, "--scheduler", cluster)
-    assert remote.returncode == 0, remote.stdout + remote.stderr
-    assert gradebook(tmp_path / "dask") == gradebook(tmp_path / "local")
-    assert (tmp_path / "dask" / "grades.csv").read_text() == (tmp_path / "local" / "grades.csv").read_text()
-
-    again = grade(folder, tmp_path / "dask", config, "--scheduler", cluster)  # resume: nothing runs again
-    assert again.returncode == 0 and "To do: execute 0," in again.stdout, again.stdout
-    assert gradebook(tmp_path / "dask") == gradebook(tmp_path / "local")
-
-
 def test_no_scheduler_there_is_a_one_line_error(tmp_path):
     folder = submissions(tmp_path / "class")
     result = grade(folder, tmp_path / "out", write_config(tmp_path), "--scheduler", f"tcp://127.0.0.1:{free_port()}")
