@@ -109,12 +109,9 @@ class CheckContext:
         names = " or ".join(sorted(kinds))
         expected = what or f"`{path}` returned by {names}" + ("" if create_graph is None else
                                                               f" with create_graph={create_graph}")
-        tensor = self.tensor(path, task)
-        if tensor is None:
-            return failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
-        problem = self._origin_problem(path, tensor, via="result")
-        if problem:
-            return failed(expected, problem, hint)
+        tensor, refused = self._autograd_tensor(path, task, via="result", expected=expected, hint=hint)
+        if refused:
+            return refused
         call = self.producer(path, task)
         if call is None or not call.is_kind(kinds):
             found = f"`{path}` came from {call.api if call else 'an unknown call'}, not from {names}"
@@ -144,12 +141,9 @@ class CheckContext:
                     what: str = "", hint: str = "", task: int | None = None) -> Outcome:
         """The .grad at path is the tensor backward pass(es) filled, not assigned or changed by hand."""
         expected = what or f"`{path}` filled by " + ("one backward pass" if passes == 1 else "backward passes")
-        tensor = self.tensor(path, task)
-        if tensor is None:
-            return failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
-        problem = self._origin_problem(path, tensor, via="grad")
-        if problem:
-            return failed(expected, problem, hint)
+        tensor, refused = self._autograd_tensor(path, task, via="grad", expected=expected, hint=hint)
+        if refused:
+            return refused
         runs = [self.call(i) for i in tensor.origin.passes]
         if any(c is None for c in runs):
             return failed(expected, f"`{path}` was filled by a pass the grader could not see", hint)
@@ -194,12 +188,9 @@ class CheckContext:
                                hint: str = "", task: int | None = None, source_task: int | None = None) -> Outcome:
         """The value is a result of an autograd call whose graph went through `source` (a higher derivative)."""
         expected = what or f"`{path}` obtained by differentiating `{source}` with autograd"
-        tensor = self.tensor(path, task)
-        if tensor is None:
-            return failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
-        problem = self._origin_problem(path, tensor, via="result")
-        if problem:
-            return failed(expected, problem, hint)
+        tensor, refused = self._autograd_tensor(path, task, via="result", expected=expected, hint=hint)
+        if refused:
+            return refused
         call = self.producer(path, task)
         origin = self.tensor(source, task if source_task is None else source_task)
         if origin is None or origin.grad_fn_token is None:
@@ -208,6 +199,15 @@ class CheckContext:
             return failed(expected, f"`{path}` came from an autograd call that did not differentiate `{source}`",
                           hint)
         return passed()
+
+    def _autograd_tensor(self, path: str, task: int | None, *, via: str, expected: str,
+                         hint: str) -> tuple[TensorValue | None, Outcome | None]:
+        """The graded tensor, or the failure that says it is missing or did not come from autograd."""
+        tensor = self.tensor(path, task)
+        if tensor is None:
+            return None, failed(expected, describe_found(self.value(path, task), lambda: self.why_missing(task)), hint)
+        problem = self._origin_problem(path, tensor, via=via)
+        return tensor, (failed(expected, problem, hint) if problem else None)
 
     def _origin_problem(self, path: str, tensor: TensorValue, *, via: str) -> str:
         origin = tensor.origin
