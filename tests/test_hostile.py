@@ -42,7 +42,9 @@ from torchgrade.render import render_report
 HOSTILE = ROOT / "tests" / "corpus" / "hostile"
 MANIFEST = yaml.safe_load((HOSTILE / "MANIFEST.yaml").read_text(encoding="utf-8"))["files"]
 SOLUTION = ROOT / "solutions" / "computational_graph.ipynb"
-CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 5, 40
+# No attack here relies on the whole-notebook budget (test_execution_failures covers it); it is generous so a
+# loaded 2-core CI machine, running three gradings with CPU burners among them, finishes the honest work.
+CELL_TIMEOUT, NOTEBOOK_TIMEOUT, CPU_NOTEBOOK_TIMEOUT = 5, 90, 120
 SECRET = "hostile-secret-" + "9f2c" * 8
 ORPHAN_MARK = "torchgrade-orphan-marker"
 LISTEN_PORT = 47613
@@ -113,7 +115,7 @@ def hostile_jobs(base: Path, engine=None) -> tuple[list, dict]:
     graders = {"sandbox": grader_for(base / "sandbox", executor=new(), **off),
                "off": grader_for(base / "off", executor=new(), limits__sandbox="off")}
     cpu = grader_for(base / "cpu", executor=new(), limits__cpu_seconds=4, limits__cpu_seconds_hard=6,
-                     limits__cell_timeout=20, limits__notebook_timeout=60, **off)
+                     limits__cell_timeout=20, limits__notebook_timeout=CPU_NOTEBOOK_TIMEOUT, **off)
     unsigned = grader_for(base / "unsigned", executor=Unsigned(new()), **off)
     graders["recording"] = grader_for(base / "recording", executor=new(), kind=RecordingGrader, **off)
     jobs = []
@@ -255,7 +257,7 @@ def test_snapshots_and_stored_evidence_stay_small(graded):
 def test_run_ends_within_its_time_budget(graded, name):
     report = report_of(graded, name)
     _, seconds = graded[name]
-    budget = 60 if name == "cpu.ipynb" else NOTEBOOK_TIMEOUT
+    budget = CPU_NOTEBOOK_TIMEOUT if name == "cpu.ipynb" else NOTEBOOK_TIMEOUT
     # the two runs go in parallel; each is bounded by the notebook budget, plus stopping its kernel
     assert seconds < budget + 15, f"{name} took {seconds:.1f} s"
     assert report.execution_time < budget + 15
@@ -426,6 +428,7 @@ def test_a_batch_with_hostile_submissions(tmp_path):
     assert rows["dave"]["status"] != "graded" and rows["dave"]["reason"]
     assert float(rows["erin"]["total"]) == 20  # lone surrogates: replaced, the row kept
     assert rows["frank"]["status"] == "could not grade" and "symbolic link" in rows["frank"]["reason"]
+    assert rows["frank"]["file"] == "submissions/frank.ipynb"  # the link's own name, never where it points
     assert "probe-access" in rows["carol"]["flags"] and rows["bob"]["flags"] == ""
     assert "Flagged for review" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert orphans() == []

@@ -97,8 +97,9 @@ def exported_file(shown: str, root: Path) -> str:
     """A submission's path relative to the submissions' folder (zip members stay archive.zip:member)."""
     if ":" in shown and not Path(shown).is_absolute():
         return shown
-    try:
-        return Path(os.path.relpath(Path(shown).resolve(), root)).as_posix()
+    path = Path(shown).absolute()
+    try:  # resolve the folder, never the file: a linked notebook must not show where its link points
+        return Path(os.path.relpath(path.parent.resolve() / path.name, root)).as_posix()
     except ValueError:
         return Path(shown).name
 
