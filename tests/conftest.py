@@ -25,6 +25,37 @@ def corpus_files(*kinds: str) -> list[str]:
     return [name for name, entry in MANIFEST.items() if entry["kind"] in kinds]
 
 
+def grade_all(grader: Grader, folder: Path, names) -> dict:
+    """name -> report for these notebooks of folder, two gradings at a time (each runs two kernels or forked runs)."""
+    names = list(names)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(names, pool.map(lambda name: grader.grade_notebook(folder / name), names)))
+
+
+def warm_grader(name: str, entry) -> Grader:
+    """The assignment's grader with the warm engine (fork_executor.py) instead of the configured one."""
+    from torchgrade.fork_executor import WarmExecutor
+
+    return Grader.from_config(name, entry, executor=WarmExecutor())
+
+
+def warm_problem() -> str | None:
+    from torchgrade.fork_executor import warm_problem as problem
+
+    return problem()
+
+
+# The warm engine forks runs into Linux namespaces; elsewhere grade.py falls back to the kernel engine (tested).
+needs_warm_engine = pytest.mark.skipif(warm_problem() is not None, reason=str(warm_problem()))
+
+
+def comparable(report) -> dict:
+    """Everything a student or instructor reads in a report, without timings: what two engines must agree on."""
+    return {"score": report.score,
+            "checks": [(c.id, c.score, c.passed, c.expected, c.found, c.hint, c.note, c.error) for c in report.checks],
+            "notes": sorted(report.notes), "runs": report.runs}
+
+
 @pytest.fixture(scope="session")
 def grader() -> Grader:
     return Grader.from_config("computational_graph", ASSIGNMENT)
@@ -33,10 +64,7 @@ def grader() -> Grader:
 @pytest.fixture(scope="session")
 def corpus_reports(grader):
     """Every readable corpus notebook graded once (two at a time: each grading runs two kernels)."""
-    names = corpus_files("correct", "mistake", "format")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        reports = list(pool.map(lambda name: grader.grade_notebook(CORPUS / name), names))
-    return dict(zip(names, reports))
+    return grade_all(grader, CORPUS, corpus_files("correct", "mistake", "format"))
 
 
 def write_config(directory: Path, **overrides) -> Path:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
 import yaml
 
-from conftest import CONFIG, ROOT
+from conftest import CONFIG, ROOT, comparable, grade_all, needs_warm_engine, warm_grader
 from torchgrade.config import assignment_for
 from torchgrade.pipeline import Grader
 
@@ -38,10 +37,12 @@ def answers(kind: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def intro_reports():
-    grader = Grader.from_config(NAME, ENTRY)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        reports = list(pool.map(lambda name: grader.grade_notebook(CORPUS / name), FILES))
-    return dict(zip(FILES, reports))
+    return grade_all(Grader.from_config(NAME, ENTRY), CORPUS, FILES)
+
+
+@pytest.fixture(scope="session")
+def intro_warm_reports():
+    return grade_all(warm_grader(NAME, ENTRY), CORPUS, FILES)
 
 
 # ---------------------------------------------------------------- whole files
@@ -64,6 +65,12 @@ def test_each_mistake_file_loses_exactly_its_points(intro_reports, name):
 
 def test_the_untouched_exercise_earns_nothing(intro_reports):
     assert intro_reports["untouched_exercise.ipynb"].score == 0
+
+
+@needs_warm_engine
+@pytest.mark.parametrize("name", FILES)
+def test_the_warm_engine_grades_the_corpus_as_the_kernel_engine(intro_reports, intro_warm_reports, name):
+    assert comparable(intro_warm_reports[name]) == comparable(intro_reports[name])
 
 
 # ---------------------------------------------------------------- one answer to one task

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, comparable, grade_all, needs_warm_engine, warm_grader
 from torchgrade.config import load_config
 from torchgrade.pipeline import Grader
 
@@ -55,9 +54,7 @@ class Reports(dict):
         return self[name]
 
     def prefetch(self, names: list[str]) -> None:
-        """Grade these two at a time (each grading runs two kernels)."""
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            self.update(zip(names, pool.map(lambda name: self.grader.grade_notebook(CORPUS / name), names)))
+        self.update(grade_all(self.grader, CORPUS, names))
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +67,11 @@ def pinn_reports(request, pinn_grader) -> Reports:
     reports = Reports(pinn_grader)
     reports.prefetch(sorted(names))
     return reports
+
+
+@pytest.fixture(scope="session")
+def pinn_warm_reports() -> dict:
+    return grade_all(warm_grader(NAME, CONFIG), CORPUS, FILES)
 
 
 def uses(*names: str):
@@ -105,6 +107,12 @@ def test_each_mistake_gets_its_targeted_message(pinn_reports, name):
     for check in failing:
         assert check.score == 0 and check.expected and check.found and check.hint, check
         assert not any(line in check.message for line in SOLUTION_LINES), check.message
+
+
+@needs_warm_engine
+@pytest.mark.parametrize("name", list(FILES))
+def test_the_warm_engine_grades_the_corpus_as_the_kernel_engine(pinn_reports, pinn_warm_reports, name):
+    assert comparable(pinn_warm_reports[name]) == comparable(pinn_reports[name])
 
 
 @uses("du_by_hand_dropped_call.ipynb")

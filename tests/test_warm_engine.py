@@ -14,31 +14,21 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from conftest import ASSIGNMENT, CORPUS, corpus_files
+from conftest import ASSIGNMENT, CORPUS, comparable, corpus_files, grade_all, needs_warm_engine, warm_grader
 from torchgrade import fork_executor, sandbox, zygote
 from torchgrade.config import Limits
 from torchgrade.executor import NbclientExecutor, PlannedCell
 from torchgrade.fork_executor import WarmExecutor, make_executor
 from torchgrade.instrument import prelude_source
-from torchgrade.pipeline import Grader
 
 BWRAP, NO_SANDBOX = sandbox.probe_sandbox() if sys.platform.startswith("linux") else (None, "not Linux")
-pytestmark = [pytest.mark.skipif(fork_executor.warm_problem() is not None, reason=str(fork_executor.warm_problem())),
-              pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no sandbox here: {NO_SANDBOX}")]
+pytestmark = [needs_warm_engine, pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no sandbox here: {NO_SANDBOX}")]
 LIMITS = Limits(cell_timeout=8, notebook_timeout=60)
 MARK = "torchgrade-warm-test-daemon"
-
-
-def comparable(report) -> dict:
-    """Everything a student or instructor reads, without timings."""
-    return {"score": report.score,
-            "checks": [(c.id, c.score, c.passed, c.expected, c.found, c.hint, c.note, c.error) for c in report.checks],
-            "notes": sorted(report.notes), "runs": report.runs}
 
 
 def execute(*sources: str, keep: bool = True, limits: Limits = LIMITS, engine=None, given: tuple[int, ...] = ()):
@@ -65,10 +55,7 @@ def stdout_of(result) -> list[str]:
 
 @pytest.fixture(scope="module")
 def warm_reports():
-    grader = Grader.from_config("computational_graph", ASSIGNMENT, executor=WarmExecutor())
-    names = corpus_files("correct", "mistake", "format")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(names, pool.map(lambda name: grader.grade_notebook(CORPUS / name), names)))
+    return grade_all(warm_grader("computational_graph", ASSIGNMENT), CORPUS, corpus_files("correct", "mistake", "format"))
 
 
 @pytest.mark.parametrize("name", corpus_files("correct", "mistake", "format"))
