@@ -21,7 +21,7 @@ import pytest
 from conftest import ASSIGNMENT, CORPUS, comparable, corpus_files, grade_all, needs_warm_engine, warm_grader
 from torchgrade import fork_executor, sandbox, zygote
 from torchgrade.config import Limits
-from torchgrade.executor import NbclientExecutor, PlannedCell
+from torchgrade.executor import INTERRUPT_GRACE, STOP_GRACE, NbclientExecutor, PlannedCell
 from torchgrade.fork_executor import WarmExecutor, make_executor
 from torchgrade.instrument import prelude_source
 
@@ -139,6 +139,19 @@ def test_an_interrupted_cell_keeps_its_run():
     result = execute("import time\ntime.sleep(60)", "print('same run')", limits=Limits(cell_timeout=2))
     assert [c.status for c in result.cells[1:]] == ["timeout", "ok"]
     assert result.events == ["cell 1 (task 1) ran longer than 2 s and was interrupted"]
+
+
+def test_a_cell_may_take_as_long_to_stop_as_in_a_kernel():
+    """After the interrupt nbclient waits IOPUB_TIMEOUT for the cell's end, then the kernel engine INTERRUPT_GRACE
+    for the kernel's answer: a cell that stops within STOP_GRACE keeps its kernel, in both engines."""
+    slow = f"import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    time.sleep({INTERRUPT_GRACE + 1.5})"
+    limits = Limits(cell_timeout=2, notebook_timeout=60)
+    warm, kernel = (execute(slow, "print('same run')", limits=limits, engine=engine)
+                    for engine in (WarmExecutor(), NbclientExecutor()))
+    assert INTERRUPT_GRACE + 1.5 < STOP_GRACE - 2
+    for result in (warm, kernel):
+        assert [c.status for c in result.cells[1:]] == ["timeout", "ok"] and stdout_of(result)[1] == "same run"
+        assert result.events == ["cell 1 (task 1) ran longer than 2 s and was interrupted"]
 
 
 def test_a_crash_is_reported_like_a_kernel_death():

@@ -56,6 +56,10 @@ KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 PINNED_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RECEIVE_QUEUE = 32  # messages waiting per socket: with max_message_bytes, a bound on what the kernel can make us hold
 INTERRUPT_GRACE = 3.0  # seconds a timed-out kernel gets to become responsive again before it is replaced
+IOPUB_TIMEOUT = 4  # seconds nbclient waits for a cell's end on IOPub after its reply (or after interrupting it)
+# A timed-out cell is interrupted; nbclient then waits IOPUB_TIMEOUT for the cell to end, and _responsive
+# INTERRUPT_GRACE for the kernel's answer: a cell that stops within STOP_GRACE of the interrupt keeps its kernel.
+STOP_GRACE = IOPUB_TIMEOUT + INTERRUPT_GRACE
 
 
 @dataclass(frozen=True)
@@ -277,7 +281,7 @@ class NbclientExecutor:
             workdir=str(workdir.resolve()),
             allow_errors=True, interrupt_on_timeout=True, startup_timeout=int(limits.startup_timeout),
             error_on_timeout={"ename": TIMEOUT_ERROR, "evalue": "", "traceback": []},
-            iopub_timeout=4, shell_timeout_interval=1, store_widget_state=False,
+            iopub_timeout=IOPUB_TIMEOUT, shell_timeout_interval=1, store_widget_state=False,
         )
         client.new_manager = new_manager
         try:

@@ -6,8 +6,9 @@ policy (see executor.py), so both engines give the same report:
 - each cell gets ``min(cell_timeout, time left of the notebook budget)``; the prelude gets the
   startup timeout;
 - a timed-out cell is interrupted (SIGINT, like a kernel interrupt); a child that has not
-  finished the cell ``INTERRUPT_GRACE`` seconds later is killed and replaced, and a run that
-  died resumes in a fresh child at the next GIVEN cell, after the prelude;
+  finished the cell ``STOP_GRACE`` seconds later (what the kernel engine waits in all) is
+  killed and replaced, and a run that died resumes in a fresh child at the next GIVEN cell,
+  after the prelude;
 - only the stdout of snapshot cells is kept (bounded); a single piece of output or a display
   larger than ``max_message_bytes`` is dropped with the event the kernel engine reports;
 - each run has a fresh secret, written to the child's socket before any student code exists;
@@ -34,7 +35,7 @@ from pathlib import Path
 from . import sandbox
 from .config import Limits
 from .errors import GradingError
-from .executor import (INTERRUPT_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, NbclientExecutor, PlannedCell,
+from .executor import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, NbclientExecutor, PlannedCell,
                        kernel_environment)
 from .zygote import WarmUnavailable, ZygoteClient, ZygoteFailure, shared_zygote
 
@@ -323,7 +324,7 @@ class Run:
         """SIGINT to the runner; True when it finished the cell within the grace period (it stays in use)."""
         self.child.order(b"interrupt")
         try:
-            return self.wait_done(index, time.monotonic() + INTERRUPT_GRACE) is not None
+            return self.wait_done(index, time.monotonic() + STOP_GRACE) is not None
         except RunDied:
             return False
 
