@@ -97,11 +97,34 @@ def test_a_run_is_isolated_from_the_grader_the_zygote_and_other_runs(monkeypatch
         "status = open('/proc/self/status').read()\nprint([l.split()[1] for l in status.splitlines() "
         "if l.startswith(('CapEff', 'CapPrm', 'NoNewPrivs'))], os.getuid() != 0)",
         "print(os.getcwd(), os.listdir('.'), os.access('submission.ipynb', os.W_OK))",
-        "import sys\nprint(hasattr(sys, '_torchgrade_secret'))")
-    assert stdout_of(result) == ["2 1 [1, 2]", "False False", "no network",
-                                 "['0000000000000000', '0000000000000000', '1'] True",
-                                 "/tmp/work ['submission.ipynb'] False", "False"]
+        "import sys\nprint(hasattr(sys, '_torchgrade_secret'))",
+        # a session of its own, as bwrap --new-session gives a kernel: its own share of the CPU (an autogroup),
+        # and kill(0, ...) reaches nothing outside the run
+        "print(os.getsid(0) == os.getpgid(0) == os.getpid(), open('/proc/self/autogroup').read().split()[0])")
+    shown = stdout_of(result)
+    assert shown[:-1] == ["2 1 [1, 2]", "False False", "no network",
+                          "['0000000000000000', '0000000000000000', '1'] True",
+                          "/tmp/work ['submission.ipynb'] False", "False"]
+    own_session, autogroup = shown[-1].split()
+    assert own_session == "True" and autogroup != Path("/proc/self/autogroup").read_text().split()[0]
     assert "warm zygote" in result.isolation
+
+
+def test_without_the_sandbox_a_run_sees_and_may_do_what_an_unsandboxed_kernel_may():
+    """sandbox: off (loudly warned about) is a kernel without bwrap: it sees the machine's processes, has root's
+    capabilities when the grader is root and no uid could be given, and an interrupt reaches its process group.
+    The run still lives in a PID namespace of its own, which takes its processes along when it ends."""
+    limits = Limits(cell_timeout=2, notebook_timeout=60, sandbox="off")
+    sources = ("import os\nstatus = open('/proc/self/status').read()\n"
+               "print(len([p for p in os.listdir('/proc') if p.isdigit()]) > 2, os.getuid() == 0, "
+               "[l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))])",
+               "import subprocess, sys, time\n"
+               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\ntime.sleep(60)",
+               "print(child.wait(timeout=20))")
+    warm, kernel = execute(*sources, limits=limits), execute(*sources, limits=limits, engine=NbclientExecutor())
+    assert [c.status for c in warm.cells] == [c.status for c in kernel.cells] == ["ok", "ok", "timeout", "ok"]
+    assert stdout_of(warm) == stdout_of(kernel)
+    assert stdout_of(warm)[0].startswith("True ") and stdout_of(warm)[2] in ("1", "-2")  # the child got SIGINT too
 
 
 def leftover_daemons() -> list[int]:

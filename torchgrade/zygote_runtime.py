@@ -11,12 +11,13 @@ cells and results, ``mon`` for the run's supervisor) and is served by a fork:
                      /tmp (the working folder /tmp/work holds a read-only copy of the
                      submission) and on /dev/shm; answers "interrupt"/"kill" on mon and reports
                      how the run ended
-                 └─ fork ─▶ init (PID 1 of a new PID namespace): mounts its /proc, reaps, and
+                 └─ fork ─▶ init (PID 1 of a new PID namespace): mounts its /proc (sandbox), reaps, and
                             exits with the runner's status; when it dies, the kernel kills
                             every process of the namespace (daemons included)
-                          └─ fork ─▶ runner (PID 2): rlimits, its own uid (as root), no
-                                     capabilities, no_new_privs; reads the run's secret; runs
-                                     each cell with the shell, keeps only what grading needs
+                          └─ fork ─▶ runner (PID 2): its own session, rlimits, its own uid (as root), a
+                                     kernel's capabilities (none in the sandbox), no_new_privs; reads the
+                                     run's secret; runs each cell with the shell, keeps only
+                                     what grading needs
 
 Why three processes: the runner must not be PID 1 (PID 1 ignores SIGXCPU and a SIGKILL it
 sends itself, which a kernel would die of), and the supervisor stays outside the run's PID
@@ -269,7 +270,7 @@ def supervise(ctl_fd, mon_fd, listener, connection, shell):
             os.close(proc)
             be_init(ctl, settings, shell)
         ctl.close()
-        code = watch(mon, init, proc)
+        code = watch(mon, init, proc, settings["sandbox"])
     except BaseException:  # noqa: BLE001 - whatever happened, the grader hears how the run ended
         import traceback
 
@@ -302,7 +303,7 @@ def isolate(settings, files):
         mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def watch(mon, init, proc):
+def watch(mon, init, proc, sandboxed):
     """Relay the grader's interrupt/kill; report the run's end. The run dies with the grader's end of mon."""
     import select
 
@@ -325,8 +326,8 @@ def watch(mon, init, proc):
         if order == b"interrupt":
             runner = runner_pid(init, proc)
             if runner:
-                try:
-                    os.kill(runner, signal.SIGINT)
+                try:  # as the kernel engine interrupts: the kernel alone in the sandbox, else its process group
+                    (os.kill if sandboxed else os.killpg)(runner, signal.SIGINT)
                 except OSError:
                     pass
         else:  # "kill", or the grader went away
@@ -343,15 +344,23 @@ def runner_pid(init, proc):
 
 
 def be_init(ctl, settings, shell):
-    """PID 1 of the run: its /proc, then the runner; it exits with the runner's status, taking the namespace along."""
+    """PID 1 of the run: its /proc, then the runner; it exits with the runner's status, taking the namespace along.
+
+    Without the sandbox the run keeps the host's /proc, as an unsandboxed kernel sees every process of the machine
+    (the namespace still takes all of the run's processes when it ends)."""
     code = 255
     try:
         die_with_parent()
         for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
             signal.signal(number, signal.SIG_IGN)
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if settings["sandbox"]:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         runner = os.fork()
         if runner == 0:
+            # A session of its own, as bwrap --new-session gives a kernel: the scheduler then shares the CPU between
+            # runs as between kernels (one autogroup each, not one for every run of the zygote), and kill(0, ...)
+            # reaches only the run's own processes, never the zygote's process group.
+            os.setsid()
             for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
                 signal.signal(number, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -372,7 +381,11 @@ def be_init(ctl, settings, shell):
 # ----------------------------------------------------------------------------- the runner
 
 def lock_down(settings):
-    """What kernel_launcher does before a kernel starts, in the same order; plus no capabilities at all."""
+    """What kernel_launcher does before a kernel starts, in the same order, with the capabilities a kernel has.
+
+    A kernel in bwrap, or with a uid of its own, has none; one started as root without the sandbox keeps root's
+    (kernel_launcher drops none, the grader warns loudly): a run does the same, so both engines let a student do
+    the same things. The zygote's own capabilities (kept to isolate runs) never reach a run in the sandbox."""
     limits = dict(settings["rlimits"])
     soft, hard = limits["cpu_seconds"]
     # The run's own start-up (the probe) gets the launcher's allowance; the probe then tightens it.
@@ -380,15 +393,18 @@ def lock_down(settings):
     sys._torchgrade_cpu_budget = (soft, hard)
     reserve_like_a_kernel(settings.get("kernel_address_space_mb", 0))
     kernel_launcher.apply_limits(limits)
-    for capability in range(64):
-        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: no more caps
-            break
-    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    drop = settings["sandbox"] or settings.get("uid") is not None
+    if drop:  # the bounding set first: dropping it needs CAP_SETPCAP, which the uid change takes away
+        for capability in range(64):
+            if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: no more
+                break
+        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     if settings.get("uid") is not None:
         kernel_launcher.drop_privileges(settings["uid"], settings["gid"])
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (ctypes.c_uint32 * 6)()
-    check(libc.capset(header, data), "capset")
+    if drop:
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+        data = (ctypes.c_uint32 * 6)()
+        check(libc.capset(header, data), "capset")
     kernel_launcher.no_new_privileges()
 
 
