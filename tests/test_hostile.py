@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, write_config
+from conftest import ROOT, comparable, write_config
 from torchgrade import sandbox
 from torchgrade.config import Limits, load_config
 from torchgrade.errors import GradingError
@@ -452,3 +452,62 @@ def test_snapshot_lines_count_only_with_the_executions_signature():
             _parse(forged + "\n", nonce, 1, [], secret)
     with pytest.raises(SnapshotError, match="more than once"):
         _parse(f"{nonce}- {document}\n{nonce}{good} {document}\n", nonce, 1, [], secret)
+
+
+# ----------------------------------------------------------------------------- the warm engine
+
+def same_story(result, name: str) -> dict:
+    """All a report says (conftest.comparable, and the flags), with what may differ from run to run made equal: a
+    budget's seconds, and the manifest's "a || b" notes (which limit stops an attack first depends on the load).
+    A notebook refused before any engine ran: the exception and its one-line reason."""
+    import re
+
+    if isinstance(result, BaseException):
+        return {"raised": type(result).__name__, "reason": getattr(result, "one_line", result.__str__)()}
+    alternatives = [n.split(" || ") for n in MANIFEST.get(name.split(" (")[0], {}).get("notes", []) if " || " in n]
+
+    def normal(text):
+        if not isinstance(text, str):
+            return text
+        for choices in alternatives:
+            if any(choice in text for choice in choices):
+                return " || ".join(choices)
+        return re.sub(r"(ran longer than|stopped after|budget of) \d+ s", r"\1 N s", text)
+
+    story = comparable(result)
+    story.update(points=task_points(result), notes=sorted({normal(n) for n in result.notes}),
+                 checks=[tuple(normal(field) for field in check) for check in story["checks"]],
+                 flags=sorted({(flag.kind, normal(flag.detail)) for flag in result.flags}))
+    return story
+
+
+@pytest.fixture(scope="module")
+def graded_warm(tmp_path_factory, graded):
+    """The same attacks graded by the warm engine (after the kernel engine, so the two never compete for CPU)."""
+    from torchgrade.fork_executor import WarmExecutor, warm_problem
+
+    if warm_problem():
+        pytest.skip(warm_problem())
+    jobs, graders = hostile_jobs(tmp_path_factory.mktemp("hostile-warm"), engine=WarmExecutor)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(pool.map(grade_job, jobs))
+    results["_orphans"] = orphans()
+    # below this process (other test sessions on the machine use the same uid range)
+    results["_kernel_uids"] = [pid for pid in sandbox.descendants({os.getpid()}) if any(
+        sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS for uid in sandbox._status_uids(pid))]
+    return results
+
+
+@pytest.mark.parametrize("key", sorted(set(MANIFEST) | {n + " (unsigned)" for n in MANIFEST if MANIFEST[n].get(
+    "unsigned_points")} | {"solution, among the attacks", "snoop.ipynb (no sandbox)"}))
+def test_warm_engine_tells_the_same_story_as_the_kernel_engine(graded, graded_warm, key):
+    if key in REFUSED:
+        kernel, warm = graded[key][0], graded_warm[key][0]
+    else:
+        kernel, warm = report_of(graded, key), report_of(graded_warm, key)
+    assert same_story(warm, key) == same_story(kernel, key)
+
+
+def test_warm_engine_leaves_no_process_behind(graded_warm):
+    assert graded_warm["_orphans"] == []
+    assert graded_warm["_kernel_uids"] == []
