@@ -78,11 +78,14 @@ def test_cells_run_as_in_a_kernel():
 
 
 def test_errors_read_as_in_a_kernel():
-    """A SyntaxError's message names the cell's file: ipykernel's compiler names it the same way in both engines."""
-    sources = ("x = (1,", "import torch\ntorch.ones(2) @ torch.ones(3)")
+    """A SyntaxError's message names the cell's file: ipykernel's compiler names it the same way in both engines.
+    A message is read without host paths or control characters in both."""
+    sources = ("x = (1,", "import torch\ntorch.ones(2) @ torch.ones(3)",
+               "import os\nraise ValueError(torch.__file__ + ' \\x1b[31mred\\x07 ' + os.getcwd())")
     warm, kernel = execute(*sources), execute(*sources, engine=NbclientExecutor())
     assert [(c.status, c.error_name, c.error_value) for c in warm.cells] == \
         [(c.status, c.error_name, c.error_value) for c in kernel.cells]
+    assert warm.cells[3].error_value.startswith("<site-packages>/torch/__init__.py \\x1b[31mred\\x07 ")
 
 
 def test_a_run_is_isolated_from_the_grader_the_zygote_and_other_runs(monkeypatch):
@@ -120,10 +123,11 @@ def test_without_the_sandbox_a_run_sees_and_may_do_what_an_unsandboxed_kernel_ma
                "[l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))])",
                "import subprocess, sys, time\n"
                "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\ntime.sleep(60)",
-               "print(child.wait(timeout=20))")
+               "print(child.wait(timeout=20))", "raise OSError(os.getcwd())")
     warm, kernel = execute(*sources, limits=limits), execute(*sources, limits=limits, engine=NbclientExecutor())
-    assert [c.status for c in warm.cells] == [c.status for c in kernel.cells] == ["ok", "ok", "timeout", "ok"]
+    assert [c.status for c in warm.cells] == [c.status for c in kernel.cells] == ["ok", "ok", "timeout", "ok", "error"]
     assert stdout_of(warm) == stdout_of(kernel)
+    assert warm.cells[4].error_value == kernel.cells[4].error_value == "<submission folder>"  # never the host folder
     assert stdout_of(warm)[0].startswith("True ") and stdout_of(warm)[2] in ("1", "-2")  # the child got SIGINT too
 
 

@@ -36,7 +36,7 @@ from . import sandbox
 from .config import Limits
 from .errors import GradingError
 from .executor import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, NbclientExecutor, PlannedCell,
-                       kernel_environment)
+                       kernel_environment, scrub)
 from .zygote import WarmUnavailable, ZygoteClient, ZygoteFailure, shared_zygote
 
 HEADER = struct.Struct(">IB")
@@ -284,7 +284,10 @@ class Run:
                     index = self.resume_after_death(index)
                     continue
             else:
-                run.error_name, run.error_value = str(done.get("error_name", ""))[:200], str(done.get("error_value", ""))[:500]
+                # read as the kernel engine reads an error: no host path, no control character
+                folder = str(self.workdir.resolve())
+                run.error_name = scrub(str(done.get("error_name", ""))[:200], folder)
+                run.error_value = scrub(str(done.get("error_value", ""))[:500], folder)
                 run.status = "error" if run.error_name else "ok"
                 run.truncated = bool(done.get("truncated"))
                 NbclientExecutor._explain_error(cells[index], run, limits, result)
