@@ -305,6 +305,16 @@ def test_grader_memory_stays_bounded(graded):
     assert graded["_memory_growth_mib"] < 256, f"peak RSS grew by {graded['_memory_growth_mib']:.0f} MiB"
 
 
+def test_no_host_path_or_control_character_reaches_a_student(graded):
+    """leaky_errors.ipynb raises with the grader's paths and control characters in its message."""
+    import site
+
+    said = everything_said(report_of(graded, "leaky_errors.ipynb"))
+    host = {sys.prefix, sys.base_prefix, sys.executable, str(ROOT), os.path.expanduser("~"), *site.getsitepackages()}
+    assert [path for path in host if len(path) > 1 and path in said] == [], said
+    assert [ch for ch in said if ord(ch) < 32 and ch not in "\n\t"] == [], said
+
+
 def test_files_written_by_the_kernel_stay_in_the_sandbox(graded):
     report_of(graded, "files.ipynb")
     for path in (Path("/etc/torchgrade-hostile"), Path("/usr/torchgrade-hostile"), Path.cwd() / "torchgrade-hostile",

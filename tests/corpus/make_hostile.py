@@ -327,6 +327,21 @@ def cpu(nb):
     return nb
 
 
+@hostile("leaky_errors.ipynb", "sandbox",
+         "Task 2 does no work and raises an error whose message holds the interpreter's, torch's, the working "
+         "folder's and the home folder's paths, control characters and a spreadsheet formula. The student "
+         "reads it with neutral names (<site-packages>, <python>, <submission folder>) and escaped characters, "
+         "in both engines.",
+         points={1: 3, 2: 0, 3: 4, 4: 5, 5: 4}, notes=["<site-packages>/torch/__init__.py"], unsandboxed=True)
+def leaky_errors(nb):
+    replace(nb, 2, """
+import os, sys
+paths = [torch.__file__, sys.executable, sys.prefix, os.getcwd(), os.path.expanduser("~")]
+raise ValueError("=HYPERLINK(0)\\x1b[2J\\x07 " + " ".join(paths))
+""")
+    return nb
+
+
 # ---------------------------------------------------------------- tampering
 
 FORGER = r'''
