@@ -194,10 +194,24 @@ def test_the_cpu_budget_counts_the_students_code_only():
 
 
 def test_output_is_bounded():
-    result = execute("print('x' * (17 * 2**20))", "print('y' * 5000)",
+    result = execute("print('x' * (17 * 2**20))", "print('y' * 5000)", given=(1,),  # a kept cell would be asked again
                      engine=WarmExecutor(probe_output_bytes=1000))
     assert "the kernel sent a message larger than 16 MiB; it was dropped" in result.events
     assert len(result.cells[2].stdout) == 1000 and result.cells[2].truncated
+
+
+def test_output_leaves_in_messages_of_a_kernels_sizes():
+    """ipykernel sends what is written within 0.2 s as one message, as UTF-8 JSON, and ZMQ drops one over 16 MiB: a
+    forked run sizes its messages the same way. An error raised after a dropped message is still an error."""
+    sources = ("print('x' * 17 * 2**20)\nraise ValueError('after a big print')",
+               "for _ in range(20):\n    print('y' * 2**20)",  # 20 MiB in small prints, at once
+               "print('é' * 9 * 2**20)",  # 9 Mi characters, 18 MiB on the wire
+               "import time\nfor _ in range(2):\n    print('z' * 10 * 2**20)\n    time.sleep(0.5)")  # two messages
+    warm, kernel = (execute(*sources, keep=False, engine=engine) for engine in (WarmExecutor(), NbclientExecutor()))
+    for result in (warm, kernel):
+        assert [(c.status, c.error_value) for c in result.cells[1:]] == \
+            [("error", "after a big print"), ("ok", ""), ("ok", ""), ("ok", "")]
+        assert result.events == ["the kernel sent a message larger than 16 MiB; it was dropped"] * 3
 
 
 def test_each_run_has_its_own_secret_and_signs_with_it():

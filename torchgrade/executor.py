@@ -222,6 +222,14 @@ class _BoundedClient(NotebookClient):
     def _remember_reply(self, cell, cell_index, execute_reply):
         self.replies[cell_index] = execute_reply or {}
 
+    def error_from_reply(self, cell_index: int) -> None:
+        """The cell's error from its execute_reply, when IOPub lost it: a cell that raised never reads as ok."""
+        reply = (self.replies.get(cell_index) or {}).get("content", {})
+        run = self._runs[cell_index]
+        if not run.error_name and reply.get("status") == "error":
+            run.error_name = scrub(str(reply.get("ename", ""))[:200], self._workdir)
+            run.error_value = scrub(str(reply.get("evalue", ""))[:500], self._workdir)
+
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
         run = self._runs[cell_index]
@@ -354,14 +362,19 @@ class NbclientExecutor:
                     index = await self._resume_after_death(client, cells, index, result, started, limits)
                     continue
             else:
+                # A giant message dropped the IOPub connection, and all the cell sent after it: its error is in the
+                # reply; a snapshot is asked for again.
+                dropped = await client.kc.restore_iopub()
+                if dropped:
+                    client.error_from_reply(index)
                 run.status = "error" if run.error_name else "ok"
                 self._explain_error(cells[index], run, limits, result)
-                if cells[index].keep_stdout and await client.kc.restore_iopub():
-                    # a giant message dropped the connection while this snapshot was being sent: ask again
+                if dropped:
                     result.events.append(f"the kernel sent a message larger than {self.max_message_bytes // 2**20} "
                                          "MiB; it was dropped")
-                    run.stdout, run.truncated, run.error_name, run.error_value = "", False, "", ""
-                    continue
+                    if cells[index].keep_stdout:
+                        run.stdout, run.truncated, run.error_name, run.error_value = "", False, "", ""
+                        continue
             index += 1
 
     @staticmethod

@@ -294,6 +294,9 @@ class Run:
                 if done.get("big"):
                     result.events.append(f"the kernel sent a message larger than "
                                          f"{self.engine.max_message_bytes // 2**20} MiB; it was dropped")
+                    if cells[index].keep_stdout:  # as the kernel engine: a snapshot is asked for again
+                        run.stdout, run.truncated, run.error_name, run.error_value = "", False, "", ""
+                        continue
             index += 1
 
     def execute_cell(self, index: int, timeout: float) -> dict | None:

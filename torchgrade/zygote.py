@@ -34,6 +34,7 @@ from .errors import GradingError
 
 RUNTIME = Path(__file__).with_name("zygote_runtime.py")
 BOX_RUNTIME = f"{sandbox.BOX_RUN}/zygote_runtime.py"
+RUNTIME_FILES = (RUNTIME, RUNTIME.with_name("zygote_io.py"))  # bound side by side in the box
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL")
 ZYGOTE_TMP_MB = 16
 
@@ -136,7 +137,8 @@ class Zygote:
             self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"],
             workdir_files=[], connection=None, tmp_size_mb=ZYGOTE_TMP_MB,
             environment=kernel_environment(sandbox.BOX_WORKDIR, tmp="/tmp"), root=os.geteuid() == 0,
-            info_fd=info_fd, handover=handover, run_files={BOX_RUNTIME: RUNTIME.read_bytes()},
+            info_fd=info_fd, handover=handover,
+            run_files={f"{sandbox.BOX_RUN}/{path.name}": path.read_bytes() for path in RUNTIME_FILES},
             capabilities=tuple(CAPABILITIES))
 
     def _start(self, startup_timeout: float) -> None:

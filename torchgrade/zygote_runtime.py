@@ -2,9 +2,9 @@
 
 Not imported by the grader. Started as ``python -I zygote_runtime.py LISTEN_FD`` (inside the
 bubblewrap sandbox, bound read-only at /run/torchgrade/ beside kernel_launcher.py, whose
-lock-down functions it reuses). It imports torch, IPython and what autograd imports lazily,
-builds one pristine ``InteractiveShell`` and never runs student code itself. Then it waits on
-the grader's listening socket. Each request carries two sockets of a new run (``ctl`` for
+lock-down functions it reuses, and zygote_io.py, what the cells talk to). It imports torch,
+IPython and what autograd imports lazily, builds one pristine ``InteractiveShell`` and never
+runs student code itself. Then it waits on the grader's listening socket. Each request carries two sockets of a new run (``ctl`` for
 cells and results, ``mon`` for the run's supervisor) and is served by a fork:
 
     zygote ─ fork ─▶ supervisor: own mount, network, IPC and UTS namespaces; a fresh tmpfs on
@@ -36,12 +36,12 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import kernel_launcher  # noqa: E402 - bound beside this file; its lock-down functions are reused as they are
+from zygote_io import Kernel, Outbox, Output, Session, make_shell, recv_frame, send_frame  # noqa: E402 - beside too
 
 del sys.path[0]
 
@@ -50,8 +50,6 @@ CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 24, 47, 4
-HEADER = struct.Struct(">IB")
-MAX_FRAME = 64 * 2**20
 WORKDIR = "/tmp/work"
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -66,31 +64,6 @@ def check(result, what):
 def mount(source, target, fstype, flags, data=""):
     check(libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
                      data.encode() if data else None), f"mount {target}")
-
-
-# ----------------------------------------------------------------------------- frames
-
-def send_frame(sock, kind, payload=b""):
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8", "replace")
-    sock.sendall(HEADER.pack(len(payload), ord(kind)) + payload)
-
-
-def recv_exact(sock, count):
-    data = bytearray()
-    while len(data) < count:
-        chunk = sock.recv(min(count - len(data), 1 << 20))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return bytes(data)
-
-
-def recv_frame(sock):
-    length, kind = HEADER.unpack(recv_exact(sock, HEADER.size))
-    if length > MAX_FRAME:
-        raise EOFError
-    return chr(kind), recv_exact(sock, length)
 
 
 # ----------------------------------------------------------------------------- the zygote
@@ -111,52 +84,6 @@ def warm():
     return make_shell()
 
 
-def make_shell():
-    from IPython.core.displayhook import DisplayHook
-    from IPython.core.displaypub import DisplayPublisher
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    class QuietHook(DisplayHook):
-        """The last expression is formatted (its repr runs, as in a kernel) and dropped, as a kernel's execute_result is."""
-
-        def write_output_prompt(self):
-            pass
-
-        def write_format_data(self, format_dict, md_dict=None):
-            self.shell.kernel.session.send(None, "execute_result", {"data": format_dict, "metadata": md_dict or {}})
-
-    class QuietPublisher(DisplayPublisher):
-        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
-            kind = "update_display_data" if update else "display_data"
-            self.shell.kernel.session.send(None, kind, {"data": data, "metadata": metadata or {},
-                                                        "transient": transient or {}})
-
-        def clear_output(self, wait=False):
-            pass
-
-    class WarmShell(InteractiveShell):
-        def _showtraceback(self, etype, evalue, stb):
-            self.kernel.session.send(None, "error", {"traceback": [], "ename": str(etype.__name__),
-                                                     "evalue": str(evalue)})
-
-        def system(self, cmd):  # the instrumenter removes shell escapes; anything left does nothing
-            return None
-
-    config = Config()
-    config.HistoryManager.enabled = False
-    config.HistoryManager.hist_file = ":memory:"
-    config.InteractiveShell.colors = "NoColor"
-    config.InteractiveShell.xmode = "Plain"
-    try:  # ipykernel's compiler names cells as a kernel does (a SyntaxError's message shows the name)
-        from ipykernel.compiler import XCachingCompiler as compiler_class
-    except ImportError:
-        from IPython.core.compilerop import CachingCompiler as compiler_class
-    shell = WarmShell.instance(config=config, displayhook_class=QuietHook, display_pub_class=QuietPublisher,
-                               compiler_class=compiler_class)
-    return shell
-
-
 RESERVED = []
 
 
@@ -171,36 +98,6 @@ def reserve_like_a_kernel(megabytes):
     if missing > 0:
         RESERVED.append(mmap.mmap(-1, missing, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0x4000),
                                   prot=0))  # PROT_NONE
-
-
-class Session:
-    """What a kernel's session is to code in a cell: every message goes out through ``send``.
-
-    As in ipykernel, stdout, stderr, displays, results and errors are messages passed to
-    ``kernel.session.send``, so a cell that patches it changes what leaves the run exactly as it
-    would in a kernel (and gains nothing more: snapshots are signed)."""
-
-    def __init__(self, deliver):
-        self._deliver = deliver
-
-    def msg(self, msg_type, content=None, parent=None, header=None, metadata=None):
-        return {"header": {"msg_type": msg_type, **(header or {})}, "msg_id": "", "msg_type": msg_type,
-                "parent_header": parent or {}, "content": content or {}, "metadata": metadata or {}}
-
-    def send(self, stream, msg_or_type, content=None, parent=None, ident=None, buffers=None, track=False,
-             header=None, metadata=None):
-        msg = msg_or_type if isinstance(msg_or_type, dict) else self.msg(msg_or_type, content, parent, header,
-                                                                          metadata)
-        self._deliver(msg)
-        return msg
-
-
-class Kernel:
-    """``get_ipython().kernel``: the parts of an ipykernel that cells reach for."""
-
-    def __init__(self, session):
-        self.session = session
-        self.iopub_socket = None
 
 
 def serve(listener, shell):
@@ -408,90 +305,6 @@ def lock_down(settings):
     kernel_launcher.no_new_privileges()
 
 
-class Output:
-    """sys.stdout or sys.stderr of a run: each write is a "stream" message sent through the session."""
-
-    def __init__(self, name, session):
-        self.name, self._session = name, session
-
-    def write(self, text):
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        if text:
-            self._session.send(None, self._session.msg("stream", {"name": self.name, "text": text}))
-        return len(text)
-
-    def writelines(self, lines):
-        for line in lines:
-            self.write(line)
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        raise OSError("no file descriptor")
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    def readable(self):
-        return False
-
-    def writable(self):
-        return True
-
-
-class Outbox:
-    """Where the session's messages go: a kept cell's stdout to the grader (bounded), its first error, sizes.
-
-    A message larger than a kernel's ZMQ sockets accept is dropped with the event the kernel engine reports."""
-
-    def __init__(self, ctl, settings):
-        self.ctl, self.limit, self.message_limit = ctl, settings["probe_output_bytes"], settings["max_message_bytes"]
-        self.start(False)
-
-    def start(self, keep):
-        self.keep, self.sent, self.truncated, self.big, self.error = keep, 0, False, False, {}
-
-    def __call__(self, msg):
-        try:
-            kind, content = msg.get("msg_type") or msg["header"]["msg_type"], msg.get("content") or {}
-            size = sum(len(v) for v in walk_strings(content))
-        except Exception:  # noqa: BLE001 - a message a cell built by hand
-            return
-        if size > self.message_limit:
-            self.big = True
-            return
-        if kind == "stream" and content.get("name") == "stdout" and self.keep:
-            text = content.get("text", "")
-            text = text if isinstance(text, str) else ""
-            room = self.limit - self.sent
-            if len(text) > room:
-                self.truncated = True
-            piece = text[: max(room, 0)]
-            if piece:
-                self.sent += len(piece)
-                send_frame(self.ctl, "O", piece)
-        elif kind == "error" and not self.error:
-            self.error = {"name": text_of(lambda: content.get("ename", ""), 200),
-                          "value": text_of(lambda: content.get("evalue", ""), 500)}
-
-
-def walk_strings(value, depth=0):
-    if isinstance(value, (str, bytes)):
-        yield value
-    elif isinstance(value, dict) and depth < 4:
-        for item in value.values():
-            yield from walk_strings(item, depth + 1)
-    elif isinstance(value, (list, tuple)) and depth < 4:
-        for item in value:
-            yield from walk_strings(item, depth + 1)
-
-
 def run(ctl, settings, shell):
     code = 0
     try:
@@ -519,8 +332,9 @@ def serve_cells(ctl, settings, shell):
     outbox = Outbox(ctl, settings)
     session = Session(outbox)
     shell.kernel = Kernel(session)
-    sys.stdout, sys.stderr = Output("stdout", session), Output("stderr", session)
-    sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr
+    streams = Output("stdout", session), Output("stderr", session)
+    sys.stdout, sys.stderr = streams
+    sys.__stdout__, sys.__stderr__ = streams
     send_frame(ctl, "R")
     while True:
         try:
@@ -535,19 +349,17 @@ def serve_cells(ctl, settings, shell):
             shell.run_cell(cell["source"], store_history=False)
         except KeyboardInterrupt:
             outbox.error = outbox.error or {"name": "KeyboardInterrupt", "value": ""}
+        for stream in streams:  # as a kernel flushes its streams before it replies
+            try:
+                stream.flush()
+            except KeyboardInterrupt:
+                pass
         outbox.keep = False
         done = {"index": cell["index"], "error_name": outbox.error.get("name", ""),
                 "error_value": outbox.error.get("value", ""), "truncated": outbox.truncated, "big": outbox.big}
         send_frame(ctl, "D", json.dumps(done))
         if shell.exit_now:
             return
-
-
-def text_of(function, limit):
-    try:
-        return str(function())[:limit]
-    except BaseException:  # noqa: BLE001 - a student's __str__
-        return "?"
 
 
 def die_with_parent():
