@@ -214,6 +214,16 @@ def test_output_leaves_in_messages_of_a_kernels_sizes():
         assert result.events == ["the kernel sent a message larger than 16 MiB; it was dropped"] * 3
 
 
+def test_file_descriptors_1_and_2_are_captured_as_in_a_kernel():
+    """ipykernel reads what C code and child processes write to descriptors 1 and 2 into sys.stdout and sys.stderr,
+    whose fileno() is a copy of the original descriptor: code that needs one (subprocess, faulthandler) works."""
+    sources = ("import os, subprocess\nos.write(1, b'fd-level\\n')\nsubprocess.run(['echo', 'from a child'])\n"
+               "print('python-level')",
+               "import sys, faulthandler\nfaulthandler.enable()\nprint(sys.stdout.fileno() > 2, sys.stderr.fileno() > 2)")
+    warm, kernel = (execute(*sources, engine=engine) for engine in (WarmExecutor(), NbclientExecutor()))
+    assert stdout_of(warm) == stdout_of(kernel) == ["fd-level\nfrom a child\npython-level", "True True"]
+
+
 def test_each_run_has_its_own_secret_and_signs_with_it():
     first, second = execute("pass"), execute("pass")
     assert first.secret and second.secret and first.secret != second.secret

@@ -9,7 +9,9 @@ each message as it would travel from a kernel, so that both engines drop the sam
 Frames on ctl: 4-byte big-endian length, one type byte, payload (see zygote_runtime.py).
 """
 
+import io
 import json
+import os
 import struct
 import threading
 import time
@@ -17,6 +19,7 @@ import time
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 64 * 2**20
 FLUSH_INTERVAL = 0.2  # ipykernel's OutStream.flush_interval
+PIPE_BUFFER_SIZE = 1000  # what ipykernel reads at a time from a captured file descriptor
 
 
 def send_frame(sock, kind, payload=b""):
@@ -131,6 +134,25 @@ class Output:
     def __init__(self, name, session):
         self.name, self._session = name, session
         self._pieces, self._since, self._lock = [], None, threading.Lock()
+        self._original = None
+
+    def capture(self, fd):
+        """As ipykernel's capture_fd_output: what reaches file descriptor fd (C code, child processes) is read by a
+        thread and written here; fileno() is a copy of what fd was before (/dev/null, as for a kernel)."""
+        self._original = os.dup(fd)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        threading.Thread(target=self._watch, args=(read_end,), name=f"{self.name}-fd", daemon=True).start()
+
+    def _watch(self, read_end):
+        try:
+            data = os.read(read_end, PIPE_BUFFER_SIZE)
+            while data:
+                self.write(data.decode(errors="replace"))
+                data = os.read(read_end, PIPE_BUFFER_SIZE)
+        except Exception:  # noqa: BLE001 - as ipykernel: the watcher stops, the run goes on
+            pass
 
     def write(self, text):
         if not isinstance(text, str):
@@ -158,7 +180,9 @@ class Output:
         return False
 
     def fileno(self):
-        raise OSError("no file descriptor")
+        if self._original is None:
+            raise io.UnsupportedOperation("fileno")
+        return self._original
 
     @property
     def encoding(self):

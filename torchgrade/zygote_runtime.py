@@ -333,6 +333,8 @@ def serve_cells(ctl, settings, shell):
     session = Session(outbox)
     shell.kernel = Kernel(session)
     streams = Output("stdout", session), Output("stderr", session)
+    for fd, stream in zip((1, 2), streams):
+        stream.capture(fd)
     sys.stdout, sys.stderr = streams
     sys.__stdout__, sys.__stderr__ = streams
     send_frame(ctl, "R")
