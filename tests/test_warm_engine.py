@@ -77,6 +77,25 @@ def test_cells_run_as_in_a_kernel():
     assert (result.cells[4].error_name, result.cells[4].error_value) == ("ValueError", "boom")
 
 
+def test_what_students_write_behaves_as_in_a_kernel():
+    """input() and getpass fail as in a kernel nbclient runs (no frontend answers), breakpoint() does nothing,
+    `%matplotlib inline` works, `obj?` prints nothing, the process looks like a kernel's, and exit() ends the run
+    as it ends a kernel: its loop stops 0.1 s later, so the next cell finds it dead."""
+    sources = ("name = input('name? ')", "import getpass\ngetpass.getpass()", "exit(keep_kernel=True)",
+               "breakpoint()\nprint('no debugger')", "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+               "plt.plot([1, 2])\nplt.show()\nprint(plt.get_backend())", "len?",
+               "import os, sys\nprint(type(get_ipython()).__name__, sys.argv[1], sys.stdout.encoding, "
+               "os.environ['TERM'], 'IPKernelApp' in get_ipython().config, sorted(os.environ))",
+               "quit()\nimport time\ntime.sleep(0.5)", "print('after quit')")
+    warm, kernel = (execute(*sources, engine=engine) for engine in (WarmExecutor(), NbclientExecutor()))
+    assert [(c.status, c.error_name, c.error_value) for c in warm.cells] == \
+        [(c.status, c.error_name, c.error_value) for c in kernel.cells]
+    assert stdout_of(warm) == stdout_of(kernel) and warm.events == kernel.events
+    assert warm.cells[1].error_name == "StdinNotImplementedError"
+    assert stdout_of(warm)[3:6] == ["no debugger", "module://matplotlib_inline.backend_inline", ""]
+    assert [c.status for c in warm.cells[-2:]] == ["ok", "kernel_died"]
+
+
 def test_errors_read_as_in_a_kernel():
     """A SyntaxError's message names the cell's file: ipykernel's compiler names it the same way in both engines.
     A message is read without host paths or control characters in both."""

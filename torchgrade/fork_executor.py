@@ -29,6 +29,7 @@ import select
 import socket
 import struct
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -218,11 +219,18 @@ class Run:
                         "processes": limits.processes, "core": 0},
             "kernel_address_space_mb": KERNEL_ADDRESS_SPACE_MB,
             "probe_output_bytes": self.engine.probe_output_bytes, "max_message_bytes": self.engine.max_message_bytes,
-            "files": 0,
+            "files": 0, "argv": self.kernel_argv(),
         }
         if self.uid is not None:
             settings["uid"] = settings["gid"] = self.uid.uid
         return settings
+
+    def kernel_argv(self) -> list[str]:
+        """sys.argv as a kernel has it: the launcher, -f and its connection file (in the box, or in a folder of its
+        own; the run has none, so the name is only shown)."""
+        if self.isolation.sandbox:
+            return [sandbox.BOX_LAUNCHER, "-f", sandbox.BOX_CONNECTION]
+        return [str(sandbox.LAUNCHER), "-f", str(Path(tempfile.gettempdir()) / "torchgrade-kernel-warm" / "kernel.json")]
 
     def start_child(self) -> None:
         if self.isolation.drop_user and self.uid is None:

@@ -9,16 +9,21 @@ each message as it would travel from a kernel, so that both engines drop the sam
 Frames on ctl: 4-byte big-endian length, one type byte, payload (see zygote_runtime.py).
 """
 
+import builtins
+import contextlib
+import getpass
 import io
 import json
 import os
 import struct
+import sys
 import threading
 import time
 
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 64 * 2**20
 FLUSH_INTERVAL = 0.2  # ipykernel's OutStream.flush_interval
+EXIT_DELAY = 0.1  # after exit(), ipykernel stops its loop this much later
 PIPE_BUFFER_SIZE = 1000  # what ipykernel reads at a time from a captured file descriptor
 
 
@@ -50,7 +55,10 @@ def recv_frame(sock):
 def make_shell():
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
+    from IPython.core import page
+    from IPython.core.autocall import ExitAutocall
     from IPython.core.interactiveshell import InteractiveShell
+    from traitlets import default, observe
     from traitlets.config import Config
 
     class QuietHook(DisplayHook):
@@ -71,13 +79,48 @@ def make_shell():
         def clear_output(self, wait=False):
             pass
 
-    class WarmShell(InteractiveShell):
+    class ZMQExitAutocall(ExitAutocall):
+        """ipykernel's exit() and quit(): exit(keep_kernel=True) keeps the kernel."""
+
+        def __call__(self, keep_kernel=False):
+            self._ip.keepkernel_on_exit = keep_kernel
+            self._ip.ask_exit()
+
+    class ZMQInteractiveShell(InteractiveShell):
+        """Named as ipykernel's shell, which code that asks "am I in Jupyter?" looks for."""
+
         def _showtraceback(self, etype, evalue, stb):
             self.kernel.session.send(None, "error", {"traceback": [], "ename": str(etype.__name__),
                                                      "evalue": str(evalue)})
 
         def system(self, cmd):  # the instrumenter removes shell escapes; anything left does nothing
             return None
+
+        keepkernel_on_exit = None
+
+        @default("exiter")
+        def _default_exiter(self):
+            return ZMQExitAutocall(self)
+
+        def ask_exit(self):
+            self.exit_now = not self.keepkernel_on_exit
+
+        @observe("exit_now")
+        def _stop_soon(self, change):  # as ipykernel, whose loop then stops 0.1 s later, at its first chance
+            if change["new"]:
+                self.kernel.stop_at = time.monotonic() + EXIT_DELAY
+
+        def enable_gui(self, gui=None):  # `%matplotlib inline` and `%gui`, through ipykernel's own code
+            from ipykernel.eventloops import enable_gui
+            from IPython.core.error import UsageError
+
+            try:
+                enable_gui(gui, self.kernel)
+                self.active_eventloop = gui
+            except ValueError as problem:
+                raise UsageError(str(problem)) from problem
+
+    ZMQInteractiveShell.__module__ = "ipykernel.zmqshell"
 
     config = Config()
     config.HistoryManager.enabled = False
@@ -88,9 +131,22 @@ def make_shell():
         from ipykernel.compiler import XCachingCompiler as compiler_class
     except ImportError:
         from IPython.core.compilerop import CachingCompiler as compiler_class
-    shell = WarmShell.instance(config=config, displayhook_class=QuietHook, display_pub_class=QuietPublisher,
-                               compiler_class=compiler_class)
+    shell = ZMQInteractiveShell.instance(config=config, displayhook_class=QuietHook, display_pub_class=QuietPublisher,
+                                         compiler_class=compiler_class)
+    # `obj?` and help pages go to the frontend as a payload in ipykernel (nbclient keeps none), not to stdout
+    shell.set_hook("show_in_pager", page.as_hook(lambda text, start=0, screen_lines=0, pager_cmd=None: None), 99)
     return shell
+
+
+def like_a_kernel(shell, argv):
+    """What a kernel's process shows besides its shell: the launcher's command line, the IPKernelApp section of
+    its config, its environment, and breakpoint() as debugpy's hook leaves it with no debugger attached (a no-op)."""
+    sys.argv[:] = argv
+    shell.config.IPKernelApp.connection_file = argv[-1]
+    sys.breakpointhook = lambda *args, **kwargs: None
+    # ipykernel's ZMQInteractiveShell.init_environment, debugpy's setting, and the working folder
+    os.environ.update(TERM="xterm-color", CLICOLOR="1", FORCE_COLOR="1", CLICOLOR_FORCE="1", PAGER="cat",
+                      GIT_PAGER="cat", PYDEVD_USE_FRAME_EVAL="NO", PWD=os.getcwd())
 
 
 class Session:
@@ -116,11 +172,34 @@ class Session:
 
 
 class Kernel:
-    """``get_ipython().kernel``: the parts of an ipykernel that cells reach for."""
+    """``get_ipython().kernel``: the parts of an ipykernel that cells reach for. Like a kernel run by nbclient, it
+    has no frontend to answer input requests: during a cell, input() and getpass.getpass() raise as there."""
 
     def __init__(self, session):
         self.session = session
         self.iopub_socket = None
+        self.eventloop = None  # what `%gui` asks for; ipykernel would then run it, a run never does
+        self.stop_at = None  # after exit(): when the run ends, as a kernel's loop stops (see serve_cells)
+
+    def raw_input(self, prompt=""):
+        from IPython.core.error import StdinNotImplementedError
+
+        raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+
+    def getpass(self, prompt="", stream=None, *, echo_char=None):
+        from IPython.core.error import StdinNotImplementedError
+
+        raise StdinNotImplementedError("getpass was called, but this frontend does not support input requests.")
+
+    @contextlib.contextmanager
+    def forward_input(self):
+        """What ipykernel does around each cell (_forward_input, _restore_input)."""
+        saved = builtins.input, getpass.getpass
+        builtins.input, getpass.getpass = self.raw_input, self.getpass
+        try:
+            yield
+        finally:
+            builtins.input, getpass.getpass = saved
 
 
 
@@ -186,7 +265,7 @@ class Output:
 
     @property
     def encoding(self):
-        return "utf-8"
+        return "UTF-8"
 
     def readable(self):
         return False

@@ -37,11 +37,13 @@ import os
 import signal
 import socket
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import kernel_launcher  # noqa: E402 - bound beside this file; its lock-down functions are reused as they are
-from zygote_io import Kernel, Outbox, Output, Session, make_shell, recv_frame, send_frame  # noqa: E402 - beside too
+from zygote_io import (Kernel, Outbox, Output, Session, like_a_kernel, make_shell, recv_frame,  # noqa: E402
+                       send_frame)
 
 del sys.path[0]
 
@@ -337,18 +339,21 @@ def serve_cells(ctl, settings, shell):
         stream.capture(fd)
     sys.stdout, sys.stderr = streams
     sys.__stdout__, sys.__stderr__ = streams
+    like_a_kernel(shell, settings["argv"])
     send_frame(ctl, "R")
     while True:
         try:
             kind, payload = recv_frame(ctl)
         except KeyboardInterrupt:
             continue
-        if kind != "C":
-            return
+        stop_at = shell.kernel.stop_at
+        if kind != "C" or (stop_at is not None and time.monotonic() >= stop_at):
+            return  # asked to quit; or exit() ran, and a kernel's loop would have stopped before this cell
         cell = json.loads(payload)
         outbox.start(bool(cell["keep_stdout"]))
         try:
-            shell.run_cell(cell["source"], store_history=False)
+            with shell.kernel.forward_input():
+                shell.run_cell(cell["source"], store_history=False)
         except KeyboardInterrupt:
             outbox.error = outbox.error or {"name": "KeyboardInterrupt", "value": ""}
         for stream in streams:  # as a kernel flushes its streams before it replies
@@ -360,8 +365,6 @@ def serve_cells(ctl, settings, shell):
         done = {"index": cell["index"], "error_name": outbox.error.get("name", ""),
                 "error_value": outbox.error.get("value", ""), "truncated": outbox.truncated, "big": outbox.big}
         send_frame(ctl, "D", json.dumps(done))
-        if shell.exit_now:
-            return
 
 
 def die_with_parent():
