@@ -43,8 +43,11 @@ HOSTILE = ROOT / "tests" / "corpus" / "hostile"
 MANIFEST = yaml.safe_load((HOSTILE / "MANIFEST.yaml").read_text(encoding="utf-8"))["files"]
 SOLUTION = ROOT / "solutions" / "computational_graph.ipynb"
 # No attack here relies on the whole-notebook budget (test_execution_failures covers it); it is generous so a
-# loaded 2-core CI machine, running three gradings with CPU burners among them, finishes the honest work.
-CELL_TIMEOUT, NOTEBOOK_TIMEOUT, CPU_NOTEBOOK_TIMEOUT = 5, 90, 120
+# loaded 2-core CI machine, running three gradings with CPU burners among them, finishes the honest work. Cell
+# budgets leave room too: under load, memory.ipynb's 750 MiB and processes.ipynb's fork bomb must still meet their
+# limits before the clock, and cpu.ipynb its CPU limits (about 5 and 7 s of CPU) within CPU_CELL_TIMEOUT; else the
+# two engines, graded one after the other, meet different limits.
+CELL_TIMEOUT, NOTEBOOK_TIMEOUT, CPU_CELL_TIMEOUT, CPU_NOTEBOOK_TIMEOUT = 10, 90, 40, 120
 SECRET = "hostile-secret-" + "9f2c" * 8
 ORPHAN_MARK = "torchgrade-orphan-marker"
 LISTEN_PORT = 47613
@@ -115,7 +118,7 @@ def hostile_jobs(base: Path, engine=None) -> tuple[list, dict]:
     graders = {"sandbox": grader_for(base / "sandbox", executor=new(), **off),
                "off": grader_for(base / "off", executor=new(), limits__sandbox="off")}
     cpu = grader_for(base / "cpu", executor=new(), limits__cpu_seconds=4, limits__cpu_seconds_hard=6,
-                     limits__cell_timeout=20, limits__notebook_timeout=CPU_NOTEBOOK_TIMEOUT, **off)
+                     limits__cell_timeout=CPU_CELL_TIMEOUT, limits__notebook_timeout=CPU_NOTEBOOK_TIMEOUT, **off)
     unsigned = grader_for(base / "unsigned", executor=Unsigned(new()), **off)
     graders["recording"] = grader_for(base / "recording", executor=new(), kind=RecordingGrader, **off)
     jobs = []
