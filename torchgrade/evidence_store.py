@@ -110,13 +110,16 @@ def report_from_dict(data: dict) -> GradeReport:
 
 @dataclass
 class RecordingGrader(Grader):
-    """A Grader that also keeps each run's evidence (in run order) for the gradebook."""
+    """A Grader that also keeps each run's evidence (in run order) for the gradebook: only the values its
+    checks read (a re-check that needs another value runs the notebook again)."""
 
     recorded: list[RunEvidence] = field(default_factory=list)
 
-    def check_run(self, evidence: RunEvidence):
-        self.recorded.append(evidence)
-        return super().check_run(evidence)
+    def check_run(self, evidence: RunEvidence, read: set[tuple[int, str]] | None = None):
+        read = set() if read is None else read
+        outcomes = super().check_run(evidence, read)
+        self.recorded.append(evidence.keep_only_read(read))
+        return outcomes
 
 
 class NoExecution:

@@ -503,7 +503,7 @@ def rescore(item: Item, book: Gradebook, grader: Grader, grader_version: str, sc
             return None
         report = grade_from_evidence(grader, item.found.path, evidence, submission=report_name(item.found),
                                      execution_time=book_row.execution_seconds or 0.0)
-    except (EvidenceError, GradingError, OSError, ValueError, KeyError, TypeError):
+    except (EvidenceError, GradingError, OSError, ValueError, KeyError, TypeError):  # NotStored is a KeyError
         return None
     return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
                    content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
