@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import CORPUS, ROOT, write_config
+from conftest import ASSIGNMENT, CORPUS, ROOT, write_config
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is a dependency (pyproject.toml)")
 
@@ -141,6 +141,23 @@ def test_no_scheduler_there_is_a_one_line_error(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "no Dask scheduler answers there" in result.stderr
+
+
+def test_a_task_that_fails_on_a_worker_keeps_the_workers_paths_out_of_the_row(cluster):
+    """A Dask task that raises (here a real one: os.stat of a worker path) becomes a grader failure whose row, which
+    feedback shows the student, names only the kind; the details are a warning for the instructor."""
+    from torchgrade.batch.dask_runner import DaskPool
+    from torchgrade.batch.worker import Job
+
+    with DaskPool(ASSIGNMENT, "computational_graph", cluster) as pool:
+        job = Job(0, "alice", Path("alice.ipynb"), "alice.ipynb", Path("result.json"), Path("worker.log"))
+        future = pool.client.submit(os.stat, "/srv/worker-secret/alice.ipynb", pure=False)
+        pool.running[future] = (job, time.monotonic())
+        future.add_done_callback(pool.finished.put)
+        [result] = pool.wait(120)
+    assert (result.status, result.failure_kind) == ("failed", "grader")
+    assert result.reason == "the Dask task failed (FileNotFoundError); the batch's warnings say why"
+    assert "/srv/worker-secret/alice.ipynb" in result.notes[0]
 
 
 def sleeper(source: Path, target: Path, seconds: int) -> None:

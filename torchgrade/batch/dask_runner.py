@@ -120,9 +120,11 @@ class DaskPool:
         except Exception as problem:  # noqa: BLE001 - KilledWorker, a lost connection, an unreadable result
             kind = type(problem).__name__
             if kind == "KilledWorker":
-                reason = KILLED.format(deaths=getattr(problem, "allowed_failures", 0) + 1)
-            else:
-                reason = f"the Dask task failed ({kind}: {str(problem)[:200]})"
-            return WorkerResult(job, "failed", failure_kind="submission" if kind == "KilledWorker" else "grader",
-                                wall_seconds=wall, reason=reason)
+                return WorkerResult(job, "failed", failure_kind="submission", wall_seconds=wall,
+                                    reason=KILLED.format(deaths=getattr(problem, "allowed_failures", 0) + 1))
+            # The row (which feedback shows the student) names the kind; the details, which may hold a worker's
+            # paths and addresses, go to the instructor's terminal as a warning.
+            return WorkerResult(job, "failed", failure_kind="grader", wall_seconds=wall,
+                                reason=f"the Dask task failed ({kind}); the batch's warnings say why",
+                                notes=[f"the Dask task failed: {kind}: {problem}"[:500]])
         return worker_result(job, data, wall)
