@@ -44,7 +44,7 @@ MANIFEST = yaml.safe_load((HOSTILE / "MANIFEST.yaml").read_text(encoding="utf-8"
 SOLUTION = ROOT / "solutions" / "computational_graph.ipynb"
 # No attack here relies on the whole-notebook budget (test_execution_failures covers it); it is generous so a
 # loaded 2-core CI machine, running three gradings with CPU burners among them, finishes the honest work.
-CELL_TIMEOUT, NOTEBOOK_TIMEOUT, CPU_NOTEBOOK_TIMEOUT = 5, 90, 120
+CELL_TIMEOUT, NOTEBOOK_TIMEOUT, CPU_NOTEBOOK_TIMEOUT = 10, 90, 120
 SECRET = "hostile-secret-" + "9f2c" * 8
 ORPHAN_MARK = "torchgrade-orphan-marker"
 LISTEN_PORT = 47613
