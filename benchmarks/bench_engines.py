@@ -104,15 +104,19 @@ def nbconvert_each(notebooks: list[Path], scratch: Path) -> float:
     scratch.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     for notebook in notebooks:
-        subprocess.run(jupyter() + ["nbconvert", "--to", "notebook", "--execute", "--output-dir", str(scratch),
-                                    str(notebook)], capture_output=True, text=True)
+        # --allow-errors: like a grader, run every cell of a broken submission instead of stopping at its error
+        result = subprocess.run(jupyter() + ["nbconvert", "--to", "notebook", "--execute", "--allow-errors",
+                                             "--output-dir", str(scratch), str(notebook)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"nbconvert failed on {notebook.name}:\n{result.stderr[-2000:]}")
     return time.monotonic() - started
 
 
 def nbgrader_course(course: Path, notebooks: list[Path]) -> None:
     """An nbgrader course with one assignment (the exercise notebook) and each notebook as a student's submission."""
     (course / "source" / "cg").mkdir(parents=True)
-    shutil.copyfile(SOLUTION, course / "source" / "cg" / "computational_graph.ipynb")
+    # the exercise as the source: the solution's `### BEGIN SOLUTION` regions are not in nbgrader solution cells
+    shutil.copyfile(ROOT / "exercises" / SOLUTION.name, course / "source" / "cg" / "computational_graph.ipynb")
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\nc.CourseDirectory.course_id = 'bench'\n"
         f"c.CourseDirectory.root = {str(course)!r}\nc.ExecutePreprocessor.timeout = 300\n")
@@ -120,7 +124,7 @@ def nbgrader_course(course: Path, notebooks: list[Path]) -> None:
         target = course / "submitted" / f"student{index:04d}" / "cg"
         target.mkdir(parents=True)
         shutil.copyfile(notebook, target / "computational_graph.ipynb")
-    result = subprocess.run(jupyter() + ["nbgrader", "generate_assignment", "cg", "--force", "--create"], cwd=course,
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "cg", "--force", "--create"], cwd=course,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"nbgrader generate_assignment failed:\n{result.stderr[-2000:]}")
@@ -128,9 +132,24 @@ def nbgrader_course(course: Path, notebooks: list[Path]) -> None:
 
 def nbgrader_autograde(course: Path) -> float:
     started = time.monotonic()
-    subprocess.run(jupyter() + ["nbgrader", "autograde", "cg", "--create", "--force"], cwd=course,
-                   capture_output=True, text=True)
-    return time.monotonic() - started
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "cg", "--create", "--force"], cwd=course,
+                            capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    submitted = sorted(p.name for p in (course / "submitted").iterdir())
+    graded = [s for s in submitted if (course / "autograded" / s / "cg" / "computational_graph.ipynb").exists()]
+    if result.returncode != 0 or graded != submitted:  # a baseline that failed fast would flatter it
+        raise SystemExit(f"nbgrader autograde graded {len(graded)} of {len(submitted)}:\n{result.stderr[-2000:]}")
+    return seconds
+
+
+def readable(path: Path) -> bool:
+    import nbformat
+
+    try:
+        nbformat.read(path, as_version=4)
+        return True
+    except Exception:  # noqa: BLE001 - any reason nbformat refuses it
+        return False
 
 
 def load() -> str:
@@ -151,7 +170,9 @@ def main() -> int:
         made = [path for _, path in generate(work / "submissions", args.count)]
         slow = work / "slow"
         slow.mkdir()
-        for path in made[: args.slow]:
+        # the slow baselines get the first --slow submissions that are notebooks at all (nbconvert and nbgrader
+        # stop at a file that is not JSON, where torchgrade writes a "could not grade" row)
+        for path in [p for p in made if readable(p)][: args.slow]:
             shutil.copyfile(path, slow / path.name)
         print(f"start: {load()}", flush=True)
 

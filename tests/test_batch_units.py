@@ -311,6 +311,47 @@ class TestEvidence:
         assert report_from_dict(json.loads(json.dumps(report.to_dict()))) == report
 
 
+class TestStoredValues:
+    """The gradebook keeps only the values the checks read; a re-check that needs another one runs again."""
+
+    def evidence_and_grader(self, tmp_path):
+        entry = load_config(write_config(tmp_path)).assignments["computational_graph"]
+        grader = Grader.from_config("computational_graph", entry, executor=NoExecution())
+        run = grader.plan_runs(NOTEBOOK)[0]
+        inputs = grader.assignment.draw(run)
+        f = grader.assignment.expected_references(inputs)[1]["f"]
+        value = TensorValue(token=1, dtype="float32", shape=tuple(f.shape), numel=f.numel(),
+                            values=tuple(f.detach().flatten().tolist()), requires_grad=True, is_leaf=False,
+                            has_grad=False, grad_fn="AddBackward0", grad_fn_token=2, leaf_tokens=frozenset({3, 4}))
+        huge = TensorValue(token=5, dtype="float64", shape=(100_000,), numel=100_000, values=(0.5,) * 100_000,
+                           requires_grad=False, is_leaf=True, has_grad=False)
+        snapshot = Snapshot(task=1, values={"f": value, "bound_by_the_student": huge})
+        return grader, RunEvidence(run=run, inputs=inputs, snapshots={1: snapshot}, markers={1})
+
+    def test_only_what_the_checks_read_is_stored_and_re_checks_the_same(self, tmp_path):
+        grader, evidence = self.evidence_and_grader(tmp_path)
+        read: set = set()
+        outcomes = grader.check_run(evidence, read)
+        assert (1, "f") in read and (1, "bound_by_the_student") not in read
+        stored = evidence.keep_only_read(read)
+        assert {path for task, path in read if task == 1} == set(stored.snapshots[1].values) and stored.values_pruned
+        assert "f" in stored.snapshots[1].values and "bound_by_the_student" not in stored.snapshots[1].values
+        assert len(dumps_evidence([stored])) < len(dumps_evidence([evidence])) / 50
+        (back,) = loads_evidence(dumps_evidence([stored]))
+        assert grader.check_run(back) == outcomes
+
+    def test_a_re_check_that_reads_a_value_not_stored_asks_for_a_new_run(self, tmp_path):
+        from torchgrade.evidence import NotStored
+
+        grader, evidence = self.evidence_and_grader(tmp_path)
+        stored = evidence.keep_only_read(set())  # as if an earlier version of the checks read nothing
+        with pytest.raises(NotStored):
+            grader.check_run(stored)
+        read: set = set()
+        grader.check_run(evidence, read)
+        assert grader.check_run(evidence.keep_only_read(read))  # every value it reads is stored: no new run
+
+
 class TestFingerprints:
     def grader(self, tmp_path, **overrides) -> Grader:
         directory = tmp_path / str(len(list(tmp_path.iterdir())))

@@ -1,12 +1,16 @@
 """`grade.py SUBMISSIONS --scheduler tcp://HOST:PORT`: a real `dask scheduler` and two `dask worker`
-processes grade a batch; its gradebook equals a local batch's, and resuming on the cluster
-keeps what was graded."""
+processes grade a batch; its gradebook equals a local batch's, resuming on the cluster
+keeps what was graded, and workers that die lose no row.
+
+Cost: one local batch and one Dask batch of four corpus notebooks (module fixtures), one
+resume, and one batch during which the test kills three workers."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -14,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from conftest import CORPUS, ROOT, write_config
+from conftest import ASSIGNMENT, CORPUS, ROOT, write_config
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is a dependency (pyproject.toml)")
 
@@ -51,7 +56,8 @@ def cluster(tmp_path_factory):
                 time.sleep(0.5)
         for log in logs[1:]:
             processes.append(subprocess.Popen(WORKER + [address, "--nworkers", "1", "--nthreads", "1",
-                                                        "--no-dashboard", "--memory-limit", "0"],
+                                                        "--no-dashboard", "--memory-limit", "0",
+                                                        "--local-directory", str(base / "scratch")],
                                               cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT))
         with distributed.Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
@@ -82,17 +88,51 @@ def grade(folder: Path, output: Path, config: Path, *extra: str) -> subprocess.C
 
 
 def gradebook(output: Path) -> dict:
-    """Every row as the instructor reads it (no timings, no ids)."""
+    """Every row as the instructor reads it (no timings, no ids), with the snapshots a re-score would read."""
     with sqlite3.connect(output / "gradebook.sqlite") as db:
-        rows = db.execute("SELECT student, status, failure_kind, reason, score, max_score, report_json, "
+        rows = db.execute("SELECT id, student, status, failure_kind, reason, score, max_score, report_json, "
                           "grader_version, scoring_version, content_hash FROM submissions ORDER BY student").fetchall()
+        snapshots = {}
+        for submission, evidence in db.execute("SELECT submission_id, evidence_json FROM snapshots ORDER BY run"):
+            snapshots.setdefault(submission, []).append(json.loads(evidence))
     table = {}
-    for student, status, kind, reason, score, max_score, report, *versions in rows:
+    for row_id, student, status, kind, reason, score, max_score, report, *versions in rows:
         report = json.loads(report) if report else None
         if report:
             report.pop("execution_time", None)
-        table[student] = (status, kind, reason, score, max_score, report, *versions)
+        table[student] = (status, kind, reason, score, max_score, report, *versions, snapshots.get(row_id))
     return table
+
+
+@pytest.fixture(scope="module")
+def batches(cluster, tmp_path_factory):
+    """The same four submissions graded by a local batch and by the cluster (the warm engine both times)."""
+    base = tmp_path_factory.mktemp("batches")
+    folder = submissions(base / "class")
+    config = write_config(base, random_runs__count=1)
+    local = grade(folder, base / "local", config, "--jobs", "2")
+    assert local.returncode == 0, local.stdout + local.stderr
+    remote = grade(folder, base / "dask", config, "--scheduler", cluster)
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    return base, folder, config, remote
+
+
+def test_a_dask_batch_writes_the_gradebook_a_local_batch_writes(batches):
+    base, _, _, remote = batches
+    assert "To do: execute 4," in remote.stdout, remote.stdout
+    assert "Traceback" not in remote.stdout + remote.stderr
+    assert gradebook(base / "dask") == gradebook(base / "local")
+    for export in ("grades.csv", "checks.csv"):
+        assert (base / "dask" / export).read_text() == (base / "local" / export).read_text(), export
+
+
+def test_grading_again_on_the_cluster_runs_nothing_and_keeps_every_row(batches, cluster):
+    base, folder, config, _ = batches
+    before = gradebook(base / "dask")
+    again = grade(folder, base / "dask", config, "--scheduler", cluster)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "To do: execute 0, re-check stored snapshots of 0, unchanged 4" in again.stdout, again.stdout
+    assert gradebook(base / "dask") == before
 
 
 def test_no_scheduler_there_is_a_one_line_error(tmp_path):
@@ -101,3 +141,79 @@ def test_no_scheduler_there_is_a_one_line_error(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "no Dask scheduler answers there" in result.stderr
+
+
+def test_a_task_that_fails_on_a_worker_keeps_the_workers_paths_out_of_the_row(cluster):
+    """A Dask task that raises (here a real one: os.stat of a worker path) becomes a grader failure whose row, which
+    feedback shows the student, names only the kind; the details are a warning for the instructor."""
+    from torchgrade.batch.dask_runner import DaskPool
+    from torchgrade.batch.worker import Job
+
+    with DaskPool(ASSIGNMENT, "computational_graph", cluster) as pool:
+        job = Job(0, "alice", Path("alice.ipynb"), "alice.ipynb", Path("result.json"), Path("worker.log"))
+        future = pool.client.submit(os.stat, "/srv/worker-secret/alice.ipynb", pure=False)
+        pool.running[future] = (job, time.monotonic())
+        future.add_done_callback(pool.finished.put)
+        [result] = pool.wait(120)
+    assert (result.status, result.failure_kind) == ("failed", "grader")
+    assert result.reason == "the Dask task failed (FileNotFoundError); the batch's warnings say why"
+    assert "/srv/worker-secret/alice.ipynb" in result.notes[0]
+
+
+def sleeper(source: Path, target: Path, seconds: int) -> None:
+    """A correct notebook that sleeps at the end, so a test can find the worker grading it and kill that worker."""
+    notebook = nbformat.read(source, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(f"import time\ntime.sleep({seconds})"))
+    nbformat.write(notebook, target)
+
+
+def kill_worker_grading(client, number: int, spared: set, timeout: float = 300) -> str:
+    """SIGKILL the worker process running the batch's submission `number` and nothing else (Dask counts a death
+    against every task the worker holds), never one of the `spared` workers (already killed)."""
+    prefix = f"torchgrade-{number}-"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker, keys in client.processing().items():
+            if worker not in spared and len(keys) == 1 and str(keys[0]).startswith(prefix):
+                pid = client.run(os.getpid, workers=[worker])[worker]
+                os.kill(pid, signal.SIGKILL)
+                return worker
+        time.sleep(0.2)
+    raise AssertionError(f"submission {number} was never seen running alone on a worker")
+
+
+def test_workers_that_die_lose_no_row_and_a_submission_they_keep_dying_on_is_given_up(batches, cluster):
+    """No notebook can kill its Dask worker (the sandbox's pid namespace and uid keep it from the worker's
+    process), so the test kills the workers itself, with SIGKILL, as the kernel's OOM killer or a lost machine
+    would. Submissions are numbered in discovery (name) order; two run at once (one per worker thread), the
+    third starts when one of them ends, so each victim can be killed while it is alone on its worker."""
+    base, _, config, _ = batches
+    folder = base / "killed"
+    folder.mkdir()
+    sleeper(CORPUS / "correct_solution.ipynb", folder / "a_once.ipynb", 10)  # dies once, graded on its retry
+    shutil.copyfile(CORPUS / "wrong_function.ipynb", folder / "wrong_function.ipynb")  # never on a dying worker
+    sleeper(CORPUS / "correct_solution.ipynb", folder / "z_twice.ipynb", 50)  # dies twice: given up
+    command = [sys.executable, str(ROOT / "grade.py"), str(folder), "--output-dir", str(base / "killed-out"),
+               "--config", str(config), "--engine", "warm", "--scheduler", cluster]
+    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        with distributed.Client(cluster, timeout=60) as client:
+            killed = {kill_worker_grading(client, 0, set())}
+            killed.add(kill_worker_grading(client, 2, killed))
+            killed.add(kill_worker_grading(client, 2, killed))
+            out, err = batch.communicate(timeout=600)
+            client.wait_for_workers(2, timeout=120)  # the nannies restart killed workers: the cluster is whole again
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+    assert batch.returncode == 0, out + err
+    assert "Traceback" not in out + err
+    rows = gradebook(base / "killed-out")
+    status, kind, reason, *_ = rows["z_twice"]
+    assert (status, kind) == ("failed", "submission")
+    assert reason == ("the grading process died: 2 Dask workers died while grading it, possibly stopped by the "
+                      "submission's code")
+    assert "z_twice: could not grade: the grading process died" in err  # the progress log
+    status, _, _, score, max_score, *_ = rows["a_once"]
+    assert status == "graded" and score == max_score
+    assert rows["wrong_function"] == gradebook(base / "local")["wrong_function"]

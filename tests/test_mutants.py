@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from torchgrade.errors import ConfigError
 from torchgrade.mutants import Cache, make_mutants, render_table, validate
 from torchgrade.mutation_ops import OPERATORS, CellFacts, find_formula
 
+STORED = ROOT / "tests" / "corpus" / "validation_evidence"
 CI_MUTANTS = 15  # per assignment: enough for every operator, bounded cost (each mutant runs two kernels)
 
 
@@ -83,9 +85,36 @@ def test_mutants_are_deterministic_and_cover_every_operator():
 
 def test_cache_is_keyed_by_content_and_fingerprint(tmp_path):
     cache = Cache(tmp_path, "engine-1")
-    cache.put("notebook", {"c": [1, 1]})
-    assert cache.get("notebook") == {"c": [1, 1]}
+    cache.put("notebook", "[]")
+    cache.put("old mutant", "[]")
+    assert Cache(tmp_path, "engine-1").get("notebook") == "[]"
     assert cache.get("other") is None and Cache(tmp_path, "engine-2").get("notebook") is None
+    reader = Cache(tmp_path, "engine-1")
+    reader.get("notebook")
+    reader.forget_unused()
+    assert reader.get("notebook") == "[]" and reader.get("old mutant") is None
+
+
+def test_stored_evidence_is_checked_again_by_the_current_checks(validations, tmp_path):
+    """A hit is re-checked (so a changed check counts), and evidence that cannot serve runs the notebook.
+    After ``validations``, which (re)writes the stored evidence."""
+    from torchgrade.evidence_store import NoExecution
+    from torchgrade.mutants import recheck
+    from torchgrade.pipeline import Grader
+
+    name, entry = "computational_graph", CONFIG.assignments["computational_graph"]
+    grader = Grader.from_config(name, entry, executor=NoExecution())
+    path = tmp_path / "solution.ipynb"
+    path.write_bytes(Path(entry.solution).read_bytes())
+    stored = STORED / name
+    evidence = next((f.read_text() for f in sorted(stored.glob("*.json"))
+                     if recheck(grader, path, f.read_text()) is not None), None)
+    assert evidence is not None, f"no stored evidence of the solution in {stored}: run the suite once and commit it"
+    assert recheck(grader, path, evidence).score == 20  # checks ran on it: NoExecution would have raised
+    assert recheck(grader, path, None) is None and recheck(grader, path, "not json") is None
+    edited = tmp_path / "edited.ipynb"
+    edited.write_bytes(path.read_bytes() + b" ")  # other content: other random inputs, so the evidence is stale
+    assert recheck(grader, edited, evidence) is None
 
 
 def test_equivalent_mutants_need_a_reason(tmp_path):
@@ -104,8 +133,10 @@ def test_equivalent_mutants_need_a_reason(tmp_path):
 @pytest.fixture(scope="session")
 def validations():
     """One validation per shipped assignment for the whole session (cached by content between runs of CI)."""
-    cache = ROOT / ".torchgrade-cache" / "validate"  # keyed by content and engine: a re-run regrades only what changed
-    return {name: validate(name, entry, jobs=2, limit=CI_MUTANTS, cache_dir=cache)
+    # Committed evidence (STORED), keyed by content and execution fingerprint: CI re-checks it with the current
+    # checks instead of running 3 x 17 notebooks again; a change to the engine runs them and rewrites the folder
+    # (commit it then). Only the files this validation used are kept.
+    return {name: validate(name, entry, jobs=2, limit=CI_MUTANTS, cache_dir=STORED, forget_unused=True)
             for name, entry in load_config(ROOT / "config.yaml").assignments.items()}
 
 

@@ -11,13 +11,14 @@ the grader process on plain data from the snapshot, and names no assignment's va
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .assignment import Assignment, Reference
 from .compare import compare_value, describe_found, unwrap_tensor
 from .config import Tolerance
 from .evidence import (
+    NotStored,
     CallRecord, CellError, Missing, RunEvidence, RunPlan, TensorValue, Value,
 )
 from .outcome import Outcome, failed, first_failure, passed
@@ -42,6 +43,7 @@ class CheckContext:
     reference: Reference
     tolerance: Tolerance
     assignment: Assignment | None = None
+    read: set[tuple[int, str]] = field(default_factory=set)  # (task, path) of every value a check looked at
 
     @property
     def run(self) -> RunPlan:
@@ -57,6 +59,9 @@ class CheckContext:
         snapshot = self.evidence.snapshots.get(task)
         if snapshot is None:
             return Missing(reason=self.evidence.unavailable.get(task, "the task did not run"))
+        self.read.add((task, path))
+        if path not in snapshot.values and self.evidence.values_pruned:
+            raise NotStored(f"task {task}'s {path} was not stored")
         return snapshot.values.get(path, Missing())
 
     def tensor(self, path: str, task: int | None = None) -> TensorValue | None:
@@ -240,13 +245,16 @@ def task_problem(evidence: RunEvidence, task: int) -> str:
 
 
 def run_checks(assignment: Assignment, evidence: RunEvidence, reference: Reference,
-               tolerance: Tolerance) -> dict[str, Outcome]:
-    """Every check of the assignment against one run's evidence. A crashing check fails, with its reason."""
+               tolerance: Tolerance, read: set[tuple[int, str]] | None = None) -> dict[str, Outcome]:
+    """Every check of the assignment against one run's evidence. A crashing check fails, with its reason.
+    ``read`` collects the (task, path) of every value the checks looked at."""
     outcomes = {}
     for spec in assignment.checks:
-        context = CheckContext(spec.task, evidence, reference, tolerance, assignment)
+        context = CheckContext(spec.task, evidence, reference, tolerance, assignment, read if read is not None else set())
         try:
             outcome = spec.function(context)
+        except NotStored:
+            raise  # stored evidence lacks what this check reads: the caller runs the notebook again
         except Exception as problem:  # a grader bug must not take the other checks down
             reason = f"the check itself failed ({type(problem).__name__}: {problem})"
             outcome = Outcome(False, "the check to run", reason,

@@ -38,6 +38,11 @@ DTYPES = {
 }
 
 
+class NotStored(KeyError):
+    """A check read a value the gradebook did not keep (only the values the checks read are stored):
+    the notebook must run again instead of being re-checked."""
+
+
 class SnapshotError(ValueError):
     """Evidence that cannot be trusted or read back exactly."""
 
@@ -373,6 +378,18 @@ class RunEvidence(BaseModel):
     events: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=1000)
     markers: set[StrictInt] = Field(default_factory=set)  # tasks whose marker cell was found
     inputs: dict[str, Drawn] = Field(default_factory=dict)  # what this run gave the GIVEN cells
+    # True in the gradebook: each snapshot keeps only the values the checks read (see keep_only_read).
+    values_pruned: Flag = False
+
+    def keep_only_read(self, read: set[tuple[int, str]]) -> "RunEvidence":
+        """This evidence as the gradebook stores it: every value no check read is left out, so what a
+        student binds to a name nobody grades never costs storage."""
+        def kept_values(task: int, snapshot: Snapshot) -> dict:  # a read path it never had was read as Missing()
+            return {path: snapshot.values.get(path, Missing()) for (number, path) in sorted(read) if number == task}
+
+        kept = {task: snapshot.model_copy(update={"values": kept_values(task, snapshot)})
+                for task, snapshot in self.snapshots.items()}
+        return self.model_copy(update={"snapshots": kept, "values_pruned": True})
 
     def all_calls(self) -> tuple[CallRecord, ...]:
         calls = {c.index: c for snapshot in self.snapshots.values() for c in snapshot.calls}

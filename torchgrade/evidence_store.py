@@ -46,7 +46,11 @@ PACKAGE = Path(__file__).resolve().parent
 # only needs the stored evidence to be checked again. Every other engine module
 # (present or future) counts as part of execution, which errs on the safe side.
 SCORING_ONLY_MODULES = {"__init__.py", "checks.py", "compare.py", "outcome.py", "scoring.py", "results.py", "cli.py",
-                        "config.py", "errors.py", "hidden.py", "gradescope_bundle.py", "evidence_store.py"}
+                        "config.py", "errors.py", "hidden.py", "gradescope_bundle.py", "evidence_store.py",
+                        "flags.py",  # static analysis and reading events: what the report says, never what runs
+                        # tools beside the pipeline (authoring.py is not here: instrument uses it)
+                        "mutants.py", "mutation_ops.py", "authoring_cli.py", "selfcheck.py", "selfcheck_render.py",
+                        "dask_worker.py"}
 # Config keys that only shape scoring and reports; every other key (limits, random runs,
 # and any key added later) counts as part of execution. Paths are hashed by content.
 SCORING_ONLY_KEYS = {"title", "tolerance", "checks", "grader", "exercise", "solution"}
@@ -110,13 +114,16 @@ def report_from_dict(data: dict) -> GradeReport:
 
 @dataclass
 class RecordingGrader(Grader):
-    """A Grader that also keeps each run's evidence (in run order) for the gradebook."""
+    """A Grader that also keeps each run's evidence (in run order) for the gradebook: only the values its
+    checks read (a re-check that needs another value runs the notebook again)."""
 
     recorded: list[RunEvidence] = field(default_factory=list)
 
-    def check_run(self, evidence: RunEvidence):
-        self.recorded.append(evidence)
-        return super().check_run(evidence)
+    def check_run(self, evidence: RunEvidence, read: set[tuple[int, str]] | None = None):
+        read = set() if read is None else read
+        outcomes = super().check_run(evidence, read)
+        self.recorded.append(evidence.keep_only_read(read))
+        return outcomes
 
 
 class NoExecution:

@@ -30,9 +30,13 @@ from pathlib import Path
 import nbformat
 import torch
 
-from . import __version__
 from .authoring import exercise_text, is_check_cell, without_markers
 from .config import pick_assignment
+from .evidence import NotStored
+from .evidence_store import (
+    EvidenceError, RecordingGrader, dumps_evidence, execution_fingerprint, grade_from_evidence, loads_evidence,
+    stale_reason,
+)
 from .errors import EXIT_GRADED
 from .locate import marker_of
 from .mutation_ops import OPERATORS, CellFacts, autograd_calls, find_formula
@@ -40,7 +44,6 @@ from .mutation_ops import OPERATORS, CellFacts, autograd_calls, find_formula
 EXIT_INVALID = 1
 DEFAULT_MAX_MUTANTS = 30
 CACHE_DIR = ".torchgrade-cache/validate"
-PACKAGE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -214,70 +217,88 @@ def _zip_longest(lists: list[list]) -> list[list]:
 
 # ----------------------------------------------------------------------------- grading them, cached
 
-NOT_GRADING = {"mutants.py", "mutation_ops.py", "authoring_cli.py", "selfcheck.py", "selfcheck_render.py",
-               "gradescope_bundle.py", "cli.py"}
-
-
-def engine_fingerprint(grader_path: Path, entry) -> str:
-    """What a grade depends on: the engine's source (not its renderers or tools), the grader module, the config."""
-    digest = hashlib.sha256(__version__.encode())
-    for file in sorted(PACKAGE.glob("*.py")):
-        if file.name not in NOT_GRADING:
-            digest.update(file.name.encode() + file.read_bytes())
-    digest.update(Path(grader_path).read_bytes())
-    digest.update(entry.model_dump_json(exclude={"validation"}).encode())  # declaring equivalents regrades nothing
-    return digest.hexdigest()
-
-
 class Cache:
-    """Points per check of an already graded notebook, by content (one small JSON file each)."""
+    """Each graded notebook's stored evidence, by content and execution fingerprint (one JSON file each).
+
+    What is stored is the runs' evidence, not their points: a hit is checked again by the current checks
+    (evidence_store.grade_from_evidence), so editing points, checks or messages re-checks in seconds, and only
+    a change to what a run produces (the engine, torch, limits, GIVEN code) runs notebooks again."""
 
     def __init__(self, folder: Path | None, fingerprint: str):
         self.folder, self.fingerprint = folder, fingerprint
+        self.used: set[Path] = set()
 
     def _file(self, text: str) -> Path:
         return self.folder / (hashlib.sha256((self.fingerprint + text).encode()).hexdigest() + ".json")
 
-    def get(self, text: str) -> dict | None:
+    def get(self, text: str) -> str | None:
         if self.folder is None:
             return None
         try:
-            return json.loads(self._file(text).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            found = self._file(text).read_text(encoding="utf-8")
+        except OSError:
             return None
+        self.used.add(self._file(text))
+        return found
 
-    def put(self, text: str, checks: dict) -> None:
+    def put(self, text: str, evidence_json: str) -> None:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self._file(text)
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(checks), encoding="utf-8")
+        temporary.write_text(evidence_json, encoding="utf-8")
         temporary.replace(target)
+        self.used.add(target)
+
+    def forget_unused(self) -> None:
+        """Delete every stored file this validation did not use (evidence of older engines or mutants)."""
+        if self.folder is not None and self.folder.is_dir():
+            for path in self.folder.glob("*.json"):
+                if path not in self.used:
+                    path.unlink()
 
 
 def grade_texts(grader, texts: dict[str, str], jobs: int, cache: Cache, scratch: Path) -> dict[str, dict]:
-    """{key: {check id: [score, max score]}} for each notebook text, graded in parallel unless cached."""
-    results = {key: cached for key, text in texts.items() if (cached := cache.get(text)) is not None}
+    """{key: {check id: [score, max score]}} for each notebook text: stored evidence re-checked, the rest graded
+    in parallel (and its evidence stored)."""
+    def checks_of(report) -> dict:
+        return {c.id: [c.score, c.max_score] for c in report.checks}
 
     def grade(key: str) -> tuple[str, dict]:
         path = scratch / f"{key}.ipynb"
         path.write_text(texts[key], encoding="utf-8")
-        report = grader.grade_notebook(path)
-        checks = {c.id: [c.score, c.max_score] for c in report.checks}
-        cache.put(texts[key], checks)
-        return key, checks
+        if (report := recheck(grader, path, cache.get(texts[key]))) is not None:
+            return key, checks_of(report)
+        recording = RecordingGrader(grader.name, grader.config, grader.assignment, grader.executor,
+                                    grader.parallel_runs)
+        report = recording.grade_notebook(path)
+        cache.put(texts[key], dumps_evidence(recording.recorded))
+        return key, checks_of(report)
 
-    todo = [key for key in texts if key not in results]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results.update(pool.map(grade, todo))
-    return results
+        return dict(pool.map(grade, texts))
+
+
+def recheck(grader, path: Path, stored: str | None):
+    """The report from stored evidence, or None when there is none or it cannot serve (then the notebook runs)."""
+    if stored is None:
+        return None
+    try:
+        evidence = loads_evidence(stored)
+        if not evidence or stale_reason(grader, path.read_bytes(), evidence):
+            return None
+        return grade_from_evidence(grader, path, evidence, execution_time=0.0)
+    except (EvidenceError, NotStored):
+        return None
 
 
 # ----------------------------------------------------------------------------- validate
 
 def validate(name: str, entry, *, jobs: int | None = None, limit: int | None = DEFAULT_MAX_MUTANTS,
-             cache_dir: Path | None = None) -> Validation:
+             cache_dir: Path | None = None, forget_unused: bool = False) -> Validation:
+    """Grade the solution, the exercise and each mutant. ``cache_dir``: where evidence is kept between runs
+    (one folder per assignment); ``forget_unused``: then delete what this validation did not use."""
     import tempfile
     import time
 
@@ -289,9 +310,11 @@ def validate(name: str, entry, *, jobs: int | None = None, limit: int | None = D
     texts = {"solution": Path(entry.solution).read_text(encoding="utf-8"),
              "exercise": exercise_text(entry.solution, name)}
     texts.update({m.name: m.notebook for m in mutants})
-    cache = Cache(cache_dir, engine_fingerprint(entry.grader, entry))
+    cache = Cache(cache_dir / name if cache_dir else None, execution_fingerprint(grader))
     with tempfile.TemporaryDirectory(prefix="torchgrade-validate-") as scratch:
         graded = grade_texts(grader, texts, jobs or os.cpu_count() or 1, cache, Path(scratch))
+    if forget_unused:
+        cache.forget_unused()
     total = lambda checks: sum(score for score, _ in checks.values())  # noqa: E731
     result = Validation(name, total(graded["solution"]), sum(m for _, m in graded["solution"].values()),
                         total(graded["exercise"]), entry.validation.exercise_floor)

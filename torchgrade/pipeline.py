@@ -98,9 +98,9 @@ class Grader:
         evidence.inputs = inputs
         return evidence
 
-    def check_run(self, evidence: RunEvidence) -> dict[str, Outcome]:
+    def check_run(self, evidence: RunEvidence, read: set[tuple[int, str]] | None = None) -> dict[str, Outcome]:
         reference = self.assignment.expected_references(evidence.inputs)
-        return run_checks(self.assignment, evidence, reference, self.config.tolerance)
+        return run_checks(self.assignment, evidence, reference, self.config.tolerance, read)
 
     @staticmethod
     def flags(layout: Layout, evidence: list[RunEvidence]) -> tuple:

@@ -131,6 +131,14 @@ def content_hash(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def workers_said(args, count: int, why: str = "") -> str:
+    """Where the notebooks run, for the plan and the summary: local workers, or the Dask cluster's."""
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler:
+        return f"on the Dask cluster at {one_line(scheduler)}"
+    return f"{count} worker(s)" + (f" ({why})" if why else "")
+
+
 def worker_budget(config: AssignmentConfig) -> float:
     """The wall-clock backstop of one worker: a whole run, kernel restarts, and slack."""
     limits = config.limits
@@ -307,7 +315,7 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
         + (f" and {len(matched.missing)} roster student(s) without one" if matched.missing else ""))
     say(f"To do: execute {plan['execute']}, re-check stored snapshots of {plan['rescore']}, "
         f"unchanged {plan['unchanged']}" + (f", unreadable {plan['refused']}" if plan["refused"] else "")
-        + (f"; {min(jobs, max(1, plan['execute']))} worker(s) ({jobs_why})" if plan["execute"] else ""))
+        + (f"; {workers_said(args, min(jobs, max(1, plan['execute'])), jobs_why)}" if plan["execute"] else ""))
 
     kernels = None
     if plan["execute"]:
@@ -419,7 +427,8 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
              f"Grader version {grader_version}, scoring version {scoring_version}."]
     rows, said = export_gradebook(book, name, entry, grader, output, notes)
     missing = [r for r in rows if r.status == "missing"]
-    summarize(name, entry, rows, tally, failures, missing, wall, rescore_seconds, output, jobs, len(to_execute), said)
+    summarize(name, entry, rows, tally, failures, missing, wall, rescore_seconds, output,
+              workers_said(args, min(jobs, max(1, len(to_execute)))), said)
     return EXIT_GRADED
 
 
@@ -494,7 +503,7 @@ def rescore(item: Item, book: Gradebook, grader: Grader, grader_version: str, sc
             return None
         report = grade_from_evidence(grader, item.found.path, evidence, submission=report_name(item.found),
                                      execution_time=book_row.execution_seconds or 0.0)
-    except (EvidenceError, GradingError, OSError, ValueError, KeyError, TypeError):
+    except (EvidenceError, GradingError, OSError, ValueError, KeyError, TypeError):  # NotStored is a KeyError
         return None
     return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
                    content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
@@ -515,7 +524,7 @@ def executed_outcome(item: Item, result, grader_version: str, scoring_version: s
 # ------------------------------------------------------------------------ exports, summary
 
 def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missing, wall: float,
-              rescore_seconds: float, output: Path, jobs: int, executed_planned: int, said=()) -> None:
+              rescore_seconds: float, output: Path, workers: str, said=()) -> None:
     graded = [r for r in rows if r.status == "graded"]
     scores = [r.final for r in graded]
     max_total = sum(c.points for c in entry.checks.values())
@@ -534,7 +543,7 @@ def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missi
     if scores:
         say(f"  score:            mean {statistics.fmean(scores):.2f} / {max_total:g}, "
             f"median {statistics.median(scores):g}, lowest {min(scores):g}, highest {max(scores):g}")
-    say(f"  notebooks run:    {tally.executed}" + (f" ({min(jobs, max(1, executed_planned))} workers)" if tally.executed else ""))
+    say(f"  notebooks run:    {tally.executed}" + (f" ({workers})" if tally.executed else ""))
     if tally.rescored:
         why = []
         if tally.rescored - tally.rescored_twins:
