@@ -236,8 +236,8 @@ def test_output_leaves_in_messages_of_a_kernels_sizes():
 def test_file_descriptors_1_and_2_are_captured_as_in_a_kernel():
     """ipykernel reads what C code and child processes write to descriptors 1 and 2 into sys.stdout and sys.stderr,
     whose fileno() is a copy of the original descriptor: code that needs one (subprocess, faulthandler) works."""
-    sources = ("import os, subprocess\nos.write(1, b'fd-level\\n')\nsubprocess.run(['echo', 'from a child'])\n"
-               "print('python-level')",
+    sources = ("import os, subprocess, time\nos.write(1, b'fd-level\\n')\nsubprocess.run(['echo', 'from a child'])\n"
+               "time.sleep(1)  # a thread reads the descriptor: give it time, in both engines\nprint('python-level')",
                "import sys, faulthandler\nfaulthandler.enable()\nprint(sys.stdout.fileno() > 2, sys.stderr.fileno() > 2)")
     warm, kernel = (execute(*sources, engine=engine) for engine in (WarmExecutor(), NbclientExecutor()))
     assert stdout_of(warm) == stdout_of(kernel) == ["fd-level\nfrom a child\npython-level", "True True"]
