@@ -79,9 +79,13 @@ def test_cells_run_as_in_a_kernel():
 
 def test_what_students_write_behaves_as_in_a_kernel():
     """input() and getpass fail as in a kernel nbclient runs (no frontend answers), breakpoint() does nothing,
-    `%matplotlib inline` works, `obj?` prints nothing, the process looks like a kernel's, and exit() ends the run
-    as it ends a kernel: its loop stops 0.1 s later, so the next cell finds it dead."""
-    sources = ("name = input('name? ')", "import getpass\ngetpass.getpass()", "exit(keep_kernel=True)",
+    `%matplotlib inline` works, `obj?` prints nothing, the process looks like a kernel's, what C code and child
+    processes write to descriptors 1 and 2 reaches sys.stdout (whose fileno() works, for subprocess or faulthandler),
+    and exit() ends the run as it ends a kernel: its loop stops 0.1 s later, so the next cell finds it dead."""
+    sources = ("import os, subprocess, time\nos.write(1, b'fd-level\\n')\nsubprocess.run(['echo', 'from a child'])\n"
+               "time.sleep(1)  # a thread reads the descriptor: give it time, in both engines\nprint('python-level')",
+               "import sys, faulthandler\nfaulthandler.enable()\nprint(sys.stdout.fileno() > 2, sys.stderr.fileno() > 2)",
+               "name = input('name? ')", "import getpass\ngetpass.getpass()", "exit(keep_kernel=True)",
                "breakpoint()\nprint('no debugger')", "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
                "plt.plot([1, 2])\nplt.show()\nprint(plt.get_backend())", "len?",
                "import os, sys\nprint(type(get_ipython()).__name__, sys.argv[1], sys.stdout.encoding, "
@@ -91,8 +95,9 @@ def test_what_students_write_behaves_as_in_a_kernel():
     assert [(c.status, c.error_name, c.error_value) for c in warm.cells] == \
         [(c.status, c.error_name, c.error_value) for c in kernel.cells]
     assert stdout_of(warm) == stdout_of(kernel) and warm.events == kernel.events
-    assert warm.cells[1].error_name == "StdinNotImplementedError"
-    assert stdout_of(warm)[3:6] == ["no debugger", "module://matplotlib_inline.backend_inline", ""]
+    assert stdout_of(warm)[:2] == ["fd-level\nfrom a child\npython-level", "True True"]
+    assert warm.cells[3].error_name == "StdinNotImplementedError"
+    assert stdout_of(warm)[5:8] == ["no debugger", "module://matplotlib_inline.backend_inline", ""]
     assert [c.status for c in warm.cells[-2:]] == ["ok", "kernel_died"]
 
 
@@ -231,16 +236,6 @@ def test_output_leaves_in_messages_of_a_kernels_sizes():
         assert [(c.status, c.error_value) for c in result.cells[1:]] == \
             [("error", "after a big print"), ("ok", ""), ("ok", ""), ("ok", "")]
         assert result.events == ["the kernel sent a message larger than 16 MiB; it was dropped"] * 3
-
-
-def test_file_descriptors_1_and_2_are_captured_as_in_a_kernel():
-    """ipykernel reads what C code and child processes write to descriptors 1 and 2 into sys.stdout and sys.stderr,
-    whose fileno() is a copy of the original descriptor: code that needs one (subprocess, faulthandler) works."""
-    sources = ("import os, subprocess, time\nos.write(1, b'fd-level\\n')\nsubprocess.run(['echo', 'from a child'])\n"
-               "time.sleep(1)  # a thread reads the descriptor: give it time, in both engines\nprint('python-level')",
-               "import sys, faulthandler\nfaulthandler.enable()\nprint(sys.stdout.fileno() > 2, sys.stderr.fileno() > 2)")
-    warm, kernel = (execute(*sources, engine=engine) for engine in (WarmExecutor(), NbclientExecutor()))
-    assert stdout_of(warm) == stdout_of(kernel) == ["fd-level\nfrom a child\npython-level", "True True"]
 
 
 def test_each_run_has_its_own_secret_and_signs_with_it():
