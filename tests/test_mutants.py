@@ -99,7 +99,7 @@ def test_stored_evidence_is_checked_again_by_the_current_checks(validations, tmp
     """A hit is re-checked (so a changed check counts), and evidence that cannot serve runs the notebook.
     After ``validations``, which (re)writes the stored evidence."""
     from torchgrade.evidence_store import NoExecution
-    from torchgrade.mutants import recheck
+    from torchgrade.evidence_store import recheck
     from torchgrade.pipeline import Grader
 
     name, entry = "computational_graph", CONFIG.assignments["computational_graph"]

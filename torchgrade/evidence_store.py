@@ -34,7 +34,7 @@ import torch
 from pydantic import ValidationError
 
 from . import __version__
-from .evidence import SCHEMA_VERSION, RunEvidence
+from .evidence import SCHEMA_VERSION, NotStored, RunEvidence
 from .loader import load_notebook
 from .locate import locate_tasks
 from .pipeline import Grader
@@ -149,6 +149,21 @@ def stale_reason(grader: Grader, content: bytes, evidence: list[RunEvidence]) ->
         if grader.assignment.draw(item.run) != item.inputs:
             return "the inputs changed"
     return None
+
+
+def recheck(grader: Grader, path: str | Path, stored: str | None, *, execution_time: float = 0.0,
+            submission: str | None = None) -> GradeReport | None:
+    """The report from stored evidence (JSON text of its runs), or None when there is none or it cannot serve:
+    unreadable, planned for other runs or inputs, or lacking a value a check now reads. Then the notebook runs."""
+    if not stored:
+        return None
+    try:
+        evidence = loads_evidence(stored)
+        if not evidence or stale_reason(grader, Path(path).read_bytes(), evidence):
+            return None
+        return grade_from_evidence(grader, path, evidence, execution_time=execution_time, submission=submission)
+    except (EvidenceError, NotStored):
+        return None
 
 
 def grade_from_evidence(grader: Grader, path: str | Path, evidence: list[RunEvidence], *,

@@ -32,11 +32,7 @@ import torch
 
 from .authoring import exercise_text, is_check_cell, without_markers
 from .config import pick_assignment
-from .evidence import NotStored
-from .evidence_store import (
-    EvidenceError, RecordingGrader, dumps_evidence, execution_fingerprint, grade_from_evidence, loads_evidence,
-    stale_reason,
-)
+from .evidence_store import RecordingGrader, dumps_evidence, execution_fingerprint, recheck
 from .errors import EXIT_GRADED
 from .locate import marker_of
 from .mutation_ops import OPERATORS, CellFacts, autograd_calls, find_formula
@@ -234,11 +230,12 @@ class Cache:
     def get(self, text: str) -> str | None:
         if self.folder is None:
             return None
+        stored = self._file(text)
         try:
-            found = self._file(text).read_text(encoding="utf-8")
+            found = stored.read_text(encoding="utf-8")
         except OSError:
             return None
-        self.used.add(self._file(text))
+        self.used.add(stored)
         return found
 
     def put(self, text: str, evidence_json: str) -> None:
@@ -278,19 +275,6 @@ def grade_texts(grader, texts: dict[str, str], jobs: int, cache: Cache, scratch:
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return dict(pool.map(grade, texts))
-
-
-def recheck(grader, path: Path, stored: str | None):
-    """The report from stored evidence, or None when there is none or it cannot serve (then the notebook runs)."""
-    if stored is None:
-        return None
-    try:
-        evidence = loads_evidence(stored)
-        if not evidence or stale_reason(grader, path.read_bytes(), evidence):
-            return None
-        return grade_from_evidence(grader, path, evidence, execution_time=0.0)
-    except (EvidenceError, NotStored):
-        return None
 
 
 # ----------------------------------------------------------------------------- validate

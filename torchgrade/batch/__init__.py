@@ -31,8 +31,7 @@ from pathlib import Path
 from ..config import AssignmentConfig, Config, assignment_for, pick_assignment
 from ..errors import EXIT_GRADED, EXIT_USAGE, GradingError
 from ..evidence_store import (
-    EvidenceError, NoExecution, execution_fingerprint, grade_from_evidence, loads_evidence, scoring_fingerprint,
-    stale_reason,
+    NoExecution, execution_fingerprint, recheck, scoring_fingerprint,
 )
 from ..pipeline import Grader
 from ..sanitize import one_line, visible
@@ -498,12 +497,11 @@ def rescore(item: Item, book: Gradebook, grader: Grader, grader_version: str, sc
     book_row = item.source
     try:
         texts = book.evidence_json(book_row.id)
-        evidence = loads_evidence("[" + ",".join(texts) + "]")
-        if not evidence or stale_reason(grader, item.found.path.read_bytes(), evidence):
-            return None
-        report = grade_from_evidence(grader, item.found.path, evidence, submission=report_name(item.found),
-                                     execution_time=book_row.execution_seconds or 0.0)
-    except (EvidenceError, GradingError, OSError, ValueError, KeyError, TypeError):  # NotStored is a KeyError
+        report = recheck(grader, item.found.path, "[" + ",".join(texts) + "]", submission=report_name(item.found),
+                         execution_time=book_row.execution_seconds or 0.0)
+    except (GradingError, OSError, ValueError, KeyError, TypeError):
+        return None
+    if report is None:
         return None
     return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
                    content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
