@@ -133,7 +133,9 @@ def test_a_run_is_isolated_from_the_grader_the_zygote_and_other_runs(monkeypatch
                           "['0000000000000000', '0000000000000000', '1'] True",
                           "/tmp/work ['submission.ipynb'] False", "False"]
     own_session, autogroup = shown[-1].split()
-    assert own_session == "True" and autogroup != Path("/proc/self/autogroup").read_text().split()[0]
+    # a grader inside a non-root cpu cgroup (as on CI) has no autogroup line at all: then any group differs from it
+    graders_group = Path("/proc/self/autogroup").read_text().split()[:1]
+    assert own_session == "True" and [autogroup] != graders_group
     assert "warm zygote" in result.isolation
 
 
