@@ -165,3 +165,27 @@ def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick
     time.sleep(1)
     assert not process_alive(worker.pid)
     assert below and not [pid for pid in below if process_alive(pid)]
+
+
+def test_a_warm_batch_forks_every_run_from_one_zygote_per_slot(quick_entry, tmp_path):
+    """The orphan reaper spares the slots' zygotes (in sessions of their own, like an orphan): killing them made every
+    next job start a zygote of its own, seconds each, and the slot another one."""
+    from conftest import needs_warm_engine
+    from torchgrade.batch.worker import Job, Pool
+
+    if needs_warm_engine.args[0]:
+        pytest.skip(needs_warm_engine.kwargs["reason"])
+    entry = quick_entry.model_copy(update={"limits": quick_entry.limits.model_copy(update={"engine": "warm"})})
+    graded, zygotes = [], []
+    with Pool(entry, "computational_graph", jobs=2, budget=300) as pool:
+        for number in range(4):
+            while not pool.free:
+                graded += [r for r in pool.wait(0.5)]
+            pool.start(Job(number, f"s{number}", SOLUTION, SOLUTION.name, tmp_path / f"{number}.json",
+                           tmp_path / f"{number}.log"))
+            zygotes.append(pool.zygotes.pids())
+        graded += finish(pool, 4 - len(graded)).values()
+        assert all(zygote.alive() for zygote in pool.zygotes.free)
+        zygotes.append(pool.zygotes.pids())
+    assert len(zygotes[-1]) == 2 and all(found <= zygotes[-1] for found in zygotes)
+    assert [(r.status, r.report.score) for r in graded] == [("graded", 20)] * 4

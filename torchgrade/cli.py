@@ -17,7 +17,6 @@ from pathlib import Path
 
 from .config import assignment_for, load_config
 from .errors import EXIT_GRADED, EXIT_GRADER_FAILURE, GradingError
-from .pipeline import Grader
 from .render import FAILURE_RENDERERS, RENDERERS, render_failure, render_report
 from .sanitize import one_line
 
@@ -128,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         name, entry = assignment_for(config, args.paths[0], args.assignment)
         if args.sandbox:
             entry = with_sandbox(entry, args.sandbox)
+        if entry.limits.engine == "warm":
+            from .zygote import start_shared_soon
+
+            start_shared_soon(entry.limits.sandbox)  # the zygote imports torch while this process does
+        from .pipeline import Grader  # imports torch
+
         report = Grader.from_config(name, entry).grade_notebook(args.paths[0])
     except GradingError as problem:
         return fail(args, problem.one_line(), problem.exit_status, name, entry)

@@ -32,6 +32,16 @@ from .scoring import score
 from .snapshot import read_evidence
 
 
+def warm_references() -> None:
+    """The first autograd.grad with grad_outputs imports torch's symbolic shapes (and sympy: about 1 s of CPU);
+    the references need it, so it is imported before (in the batch's fork server) or while the runs execute.
+    No torch op runs here: a process forked afterwards would hang on the thread pool it started."""
+    try:
+        import torch.fx.experimental.symbolic_shapes  # noqa: F401
+    except ImportError:
+        pass
+
+
 @dataclass
 class Grader:
     """One assignment, ready to grade any number of submissions."""
@@ -61,7 +71,9 @@ class Grader:
         with tempfile.TemporaryDirectory(prefix="torchgrade-") as scratch:
             workers = len(runs) if self.parallel_runs else 1
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                evidence = list(pool.map(lambda run: self.execute_run(run, layout, path, Path(scratch)), runs))
+                pending = pool.map(lambda run: self.execute_run(run, layout, path, Path(scratch)), runs)
+                warm_references()  # while the runs execute
+                evidence = list(pending)
         return self.report_from_evidence(path, layout, evidence, time.monotonic() - started)
 
     def report_from_evidence(self, path: Path, layout: Layout, evidence: list[RunEvidence], execution_time: float,

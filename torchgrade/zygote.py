@@ -227,6 +227,20 @@ def shared_zygote(isolation: sandbox.Isolation, replace: Zygote | None = None) -
         return current
 
 
+def start_shared_soon(sandbox_mode: str) -> None:
+    """Start this process's zygote in a thread of its own (one notebook: while the grader imports torch, instead
+    of after). Whatever goes wrong is left for the run itself to meet and report (it calls shared_zygote again)."""
+
+    def start() -> None:
+        try:
+            shared_zygote(sandbox.isolation(sandbox_mode))
+        except GradingError:
+            pass
+
+    if sys.platform.startswith("linux") and hasattr(os, "pidfd_open"):
+        threading.Thread(target=start, name="torchgrade-zygote-soon", daemon=True).start()
+
+
 def close_shared() -> None:
     with _shared_lock:
         for zygote in _shared.values():

@@ -370,7 +370,7 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
 
             workers = DaskPool(entry, name, scheduler)
         else:
-            workers = Pool(entry, name, jobs, worker_budget(entry))
+            workers = Pool(entry, name, min(jobs, max(1, len(queue))), worker_budget(entry))  # a zygote per slot
         with workers as pool:
             while queue or pool.running or rescores:
                 while queue and pool.free:

@@ -33,6 +33,7 @@ from pathlib import Path
 from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
 from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
+from ..pipeline import warm_references
 from ..results import GradeReport
 from ..sanitize import no_surrogates
 
@@ -89,6 +90,7 @@ def warm_validator() -> None:
 
 
 warm_validator()
+warm_references()  # once in the fork server, not in every worker
 
 
 # ----------------------------------------------------------------------- in the worker
@@ -256,11 +258,15 @@ class Pool:
         return found
 
     def reap_orphans(self) -> int:
-        """Kill and reap processes adopted from dead workers (kernels a submission left behind)."""
+        """Kill and reap processes adopted from dead workers (kernels a submission left behind).
+
+        The slots' zygotes are children of this process in sessions of their own, like an orphan: they are spared
+        (killing them made every next job start a zygote of its own, seconds each)."""
         ours = os.getpgrp()
         killed = 0
+        spared = self.initial_children | self.zygotes.pids()
         for pid in self._children():
-            if pid in self.initial_children:
+            if pid in spared:
                 continue
             try:
                 if os.getpgid(pid) == ours:
@@ -356,9 +362,11 @@ def worker_result(job: Job, data: dict, wall: float) -> WorkerResult:
 
 
 class ZygoteSlots:
-    """One warm zygote per worker slot (engine: warm), started on first use and lent to one job at a time.
+    """One warm zygote per worker slot (engine: warm), lent to one job at a time.
 
-    A zygote that no longer answers when its job ends (or whose job overran its budget) is replaced."""
+    The first job starts every slot's zygote at once (each start imports torch: seconds, which the slots then
+    share instead of paying one after another). A zygote that no longer answers when its job ends (or whose job
+    overran its budget) is replaced."""
 
     def __init__(self, config: AssignmentConfig, slots: int):
         self.mode, self.wanted, self.slots = config.limits.sandbox, config.limits.engine == "warm", slots
@@ -369,17 +377,15 @@ class ZygoteSlots:
     def take(self, job: int):
         if not self.wanted:
             return None
-        if not self.free and self.count < self.slots:
+        if not self.free:
             from ..fork_executor import say_fallback, warm_problem
-            from ..sandbox import isolation
-            from ..zygote import WarmUnavailable, Zygote, ZygoteFailure
+            from ..zygote import WarmUnavailable, ZygoteFailure
 
-            problem = warm_problem()
             try:
+                problem = warm_problem()
                 if problem:
                     raise WarmUnavailable(problem)
-                self.free.append(Zygote(isolation(self.mode)))
-                self.count += 1
+                self._start(max(1, self.slots - self.count))
             except (WarmUnavailable, ZygoteFailure) as failure:
                 say_fallback(f"the warm engine is unavailable ({failure.reason})")
                 self.wanted = False
@@ -387,6 +393,23 @@ class ZygoteSlots:
         zygote = self.free.pop()
         self.lent[job] = zygote
         return zygote.client
+
+    def _start(self, count: int) -> None:
+        """Start ``count`` zygotes at once; they are free when this returns (so none is ever reaped half-started)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..sandbox import isolation
+        from ..zygote import Zygote
+
+        # a zygote's keeper thread (which bwrap --die-with-parent follows) is its own, not this pool's
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="torchgrade-zygote-start") as pool:
+            futures = [pool.submit(Zygote, isolation(self.mode)) for _ in range(count)]
+        for future in futures:
+            if future.exception() is None:
+                self.free.append(future.result())
+                self.count += 1
+        for future in futures:
+            future.result()  # raises the first failure (the started ones are closed with the others)
 
     def give_back(self, job: int, suspect: bool = False) -> None:
         zygote = self.lent.pop(job, None)
@@ -397,6 +420,10 @@ class ZygoteSlots:
             self.count -= 1
         else:
             self.free.append(zygote)
+
+    def pids(self) -> set[int]:
+        """The processes this batch started for its zygotes (each a bwrap, or the zygote itself without a sandbox)."""
+        return {zygote.process.pid for zygote in self.free + list(self.lent.values()) if zygote.process is not None}
 
     def close(self) -> None:
         for zygote in self.free + list(self.lent.values()):
