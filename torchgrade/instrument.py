@@ -44,7 +44,10 @@ class Plan:
 
 
 def prelude_source() -> str:
-    return (PROBE_SOURCE + f"\n__torchgrade__ = _torchgrade_install({json.dumps(PROBE_SETTINGS)})\n"
+    """The probe as one string, compiled from source by the cell: IPython compiles a cell's AST node by node, 0.3 s
+    for the probe's 700 lines in every run of either engine; from source it takes 0.01 s, and it defines the same."""
+    return (f"exec(compile({PROBE_SOURCE!r}, '<torchgrade probe>', 'exec'))\n"
+            f"__torchgrade__ = _torchgrade_install({json.dumps(PROBE_SETTINGS)})\n"
             "del _torchgrade_install\n")
 
 
