@@ -17,7 +17,7 @@ python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[test]"
 
 status=0
-python -m pytest -q "$@" || status=$?
+python -m pytest -q --durations=30 "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: failing on purpose" >&2
   exit 1

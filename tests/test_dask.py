@@ -122,6 +122,8 @@ def test_a_dask_batch_writes_the_gradebook_a_local_batch_writes(batches):
     assert "To do: execute 4," in remote.stdout, remote.stdout
     assert "Traceback" not in remote.stdout + remote.stderr
     assert gradebook(base / "dask") == gradebook(base / "local")
+    with sqlite3.connect(base / "dask" / "gradebook.sqlite") as db:  # notebooks graded at once: one per thread
+        assert db.execute("SELECT jobs FROM batches").fetchall() == [(2,)]
     for export in ("grades.csv", "checks.csv"):
         assert (base / "dask" / export).read_text() == (base / "local" / export).read_text(), export
 
@@ -149,7 +151,7 @@ def test_a_task_that_fails_on_a_worker_keeps_the_workers_paths_out_of_the_row(cl
     from torchgrade.batch.dask_runner import DaskPool
     from torchgrade.batch.worker import Job
 
-    with DaskPool(ASSIGNMENT, "computational_graph", cluster) as pool:
+    with DaskPool(ASSIGNMENT, "computational_graph", cluster, budget=600) as pool:
         job = Job(0, "alice", Path("alice.ipynb"), "alice.ipynb", Path("result.json"), Path("worker.log"))
         future = pool.client.submit(os.stat, "/srv/worker-secret/alice.ipynb", pure=False)
         pool.running[future] = (job, time.monotonic())
@@ -158,6 +160,27 @@ def test_a_task_that_fails_on_a_worker_keeps_the_workers_paths_out_of_the_row(cl
     assert (result.status, result.failure_kind) == ("failed", "grader")
     assert result.reason == "the Dask task failed (FileNotFoundError); the batch's warnings say why"
     assert "/srv/worker-secret/alice.ipynb" in result.notes[0]
+
+
+def test_a_task_over_the_wall_clock_budget_is_given_up_as_a_local_worker_would_be(cluster):
+    """The local Pool kills a worker past its budget; on Dask the task is cancelled and its row says the same."""
+    from torchgrade.batch.dask_runner import DaskPool
+    from torchgrade.batch.worker import OVERRUN, Job
+
+    with DaskPool(ASSIGNMENT, "computational_graph", cluster, budget=1) as pool:
+        job = Job(0, "bob", Path("bob.ipynb"), "bob.ipynb", Path("result.json"), Path("worker.log"))
+        future = pool.client.submit(time.sleep, 4, pure=False)
+        pool.running[future] = (job, time.monotonic())
+        future.add_done_callback(pool.finished.put)
+        began = time.monotonic()
+        ended = []
+        while not ended and time.monotonic() - began < 30:
+            ended = pool.wait(10)  # returns when the budget runs out, not after the 10 s asked for
+        assert time.monotonic() - began < 3.5
+    [result] = ended
+    assert (result.status, result.failure_kind) == ("failed", "submission")
+    assert result.reason == OVERRUN.format(budget=1) == "grading took longer than 1 s and was stopped"
+    assert not pool.running
 
 
 def sleeper(source: Path, target: Path, seconds: int) -> None:

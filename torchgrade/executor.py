@@ -20,12 +20,16 @@ Policy (why it is written this way):
   allow-listed environment, and a cleanup that leaves no process behind.
 - Each execution has a fresh secret, handed to the kernel's launcher on stdin before any
   student code exists; the probe signs every snapshot with it (see ``snapshot.py``).
+  With it goes the kernel's generation (0, then 1 after the first replacement, ...), from
+  which the probe numbers its calls and tokens, so a replacement kernel's calls never
+  take the numbers of its predecessor's (see ``probe_handshake``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import secrets
 import signal
@@ -192,6 +196,12 @@ def scrub(text: str, *extra: str) -> str:
     return visible(text)
 
 
+def probe_handshake(secret: str, generation: int) -> str:
+    """What a kernel's probe is handed before any student code runs: the signing key and the kernel's generation.
+    Both engines count generations the same way, so both number calls alike and their evidence compares equal."""
+    return f"{secret} {generation}"
+
+
 def kernel_environment(workdir: str | Path, extra: dict[str, str] | None = None, tmp: str | None = None) -> dict[str, str]:
     """An allow-list: nothing of the grader's environment (tokens, secrets, GITHUB_*) reaches the kernel."""
     env = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
@@ -271,8 +281,10 @@ class NbclientExecutor:
         else:
             environment = kernel_environment(workdir)
 
+        generations = itertools.count()
+
         def new_manager() -> GraderKernelManager:
-            box = KernelBox(isolation, limits, workdir, result.secret, environment)
+            box = KernelBox(isolation, limits, workdir, probe_handshake(result.secret, next(generations)), environment)
             transport, ip = box.transport()
             manager = GraderKernelManager(kernel_name="python3", context=context, transport=transport, ip=ip,
                                           connection_file=box.connection_file)

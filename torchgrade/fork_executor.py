@@ -37,7 +37,7 @@ from . import sandbox
 from .config import Limits
 from .errors import GradingError
 from .executor import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, NbclientExecutor, PlannedCell,
-                       kernel_environment, scrub)
+                       kernel_environment, probe_handshake, scrub)
 from .zygote import WarmUnavailable, ZygoteClient, ZygoteFailure, shared_zygote
 
 HEADER = struct.Struct(">IB")
@@ -192,6 +192,7 @@ class Run:
                                       isolation=isolation.describe().replace("kernel running", "run forked from a "
                                                                              "warm zygote, running"))
         self.child: Child | None = None
+        self.generation = 0  # children started so far: the probe numbers calls from it (see probe_handshake)
         self.uid: sandbox.UidLease | None = None
         self.started = 0.0
 
@@ -246,7 +247,8 @@ class Run:
         self.child.send("S", json.dumps(settings))
         for path in files:
             self.child.send("F", path.name.encode() + b"\0" + path.read_bytes())
-        self.child.send("K", self.result.secret)
+        self.child.send("K", probe_handshake(self.result.secret, self.generation))
+        self.generation += 1
         try:
             frame = self.child.next_frame(time.monotonic() + self.limits.startup_timeout)
         except RunDied as died:

@@ -77,8 +77,10 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
             outer.update(inner.digest())
             return outer.digest()
 
-    secret = sys.__dict__.pop("_torchgrade_secret", "") or ""
+    secret, _, generation = (sys.__dict__.pop("_torchgrade_secret", "") or "").partition(" ")
     key = bytes.fromhex(secret) if secret else b""
+    # a replacement kernel numbers on from where no predecessor could have reached: its calls and tokens stay unique
+    generation = int(generation) if generation.isdigit() and len(generation) < 6 else 0
     shell = get_ipython()  # noqa: F821 - provided by IPython; captured before any student code runs
     namespace = shell.user_ns
 
@@ -225,7 +227,8 @@ def _torchgrade_install(settings, _private=None):  # noqa: C901 - one closure ke
     max_nodes = settings["max_nodes"]
     max_calls = settings["max_calls_per_task"]
     max_held = settings.get("max_held_nodes", 200_000)
-    state = {"task": 0, "depth": 0, "inner": None, "order": 0, "next_token": 1, "next_call": 0}
+    state = {"task": 0, "depth": 0, "inner": None, "order": 0,
+             "next_token": generation * 10**12 + 1, "next_call": generation * 10**9}
     calls = []
     dropped_calls = {}
 

@@ -126,6 +126,16 @@ for target in (os.getppid(), 1):
     return nb
 
 
+@hostile("dies_in_task4.ipynb", "sandbox",
+         "Correct work, but the kernel exits at the end of task 4; task 5 runs in a fresh kernel, whose autograd "
+         "calls must not be mistaken for (or overwrite) the calls of tasks 2 and 3 made in the first kernel.",
+         points={1: 3, 2: 4, 3: 4, 4: 0, 5: 4},
+         notes=["exited with status 7", "a fresh kernel was started"])
+def dies_in_task4(nb):
+    append(nb, 4, "import os\nos._exit(7)")
+    return nb
+
+
 @hostile("memory.ipynb", "sandbox",
          "After correct work: task 1 allocates 8 GiB in 128 MiB pieces, task 3 asks numpy for 800 GB, "
          "task 5 asks torch for 400 GB. The address-space limit stops each one; nothing else is lost.",

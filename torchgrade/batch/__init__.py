@@ -368,10 +368,12 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
         if scheduler:
             from .dask_runner import DaskPool
 
-            workers = DaskPool(entry, name, scheduler)
+            workers = DaskPool(entry, name, scheduler, worker_budget(entry))
         else:
             workers = Pool(entry, name, min(jobs, max(1, len(queue))), worker_budget(entry))  # a zygote per slot
         with workers as pool:
+            if scheduler:  # the batch's row records how many notebooks ran at once: the cluster's threads
+                book.record_jobs(batch_id, pool.capacity)
             while queue or pool.running or rescores:
                 while queue and pool.free:
                     item = queue.pop(0)

@@ -14,7 +14,10 @@ same code either way; only where a notebook runs changes (docs/dask.md):
 - the client is the single gradebook writer: the batch records each result as it arrives;
 - a worker that dies loses nothing: the scheduler runs its tasks elsewhere. A submission
   whose workers keep dying (``distributed.scheduler.allowed-failures`` + 1 times; set it to
-  1 to stop at the second) becomes "could not grade: reason" and the batch goes on.
+  1 to stop at the second) becomes "could not grade: reason" and the batch goes on;
+- a task that overruns the local workers' wall-clock budget is given up in the same words:
+  its future is cancelled and the batch goes on. Dask cannot stop a running thread, so the
+  task's own limits (each cell's timeout, the notebook's budget) end the work in the worker.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from ..config import AssignmentConfig
 from ..dask_worker import WarmZygote, grade_task, plugin_name
 from ..errors import GradingError
-from .worker import Job, WorkerResult, worker_result
+from .worker import OVERRUN, Job, WorkerResult, worker_result
 
 KILLED = ("the grading process died: {deaths} Dask workers died while grading it, possibly stopped by the "
           "submission's code")
@@ -60,8 +63,9 @@ def connect(address: str, timeout: float):
 class DaskPool:
     """Submissions as Dask tasks, with the interface of the local worker pool."""
 
-    def __init__(self, config: AssignmentConfig, name: str, address: str, timeout: float = 15):
+    def __init__(self, config: AssignmentConfig, name: str, address: str, budget: float, timeout: float = 15):
         self.config, self.config_json, self.name = config, config.model_dump_json(), name
+        self.budget = budget  # seconds a task may take, from its submission
         self.client = connect(address, timeout)
         self.running: dict = {}  # future -> (job, started)
         self.finished: queue.Queue = queue.Queue()  # futures that ended, in the order they did
@@ -78,11 +82,15 @@ class DaskPool:
         self.client.close()
 
     @property
+    def capacity(self) -> int:
+        """Submissions graded at once: the cluster's worker threads (what the gradebook records as the jobs)."""
+        return max(1, self.client.scheduler_info(n_workers=0).get("total_threads", 0))
+
+    @property
     def free(self) -> int:
         """One task per worker thread: a worker's death counts against every task it holds (allowed-failures),
         so a submission that kills its worker must not take an innocent one queued behind it down with it."""
-        threads = self.client.scheduler_info(n_workers=0).get("total_threads", 0)
-        return max(0, max(1, threads) - len(self.running))
+        return max(0, self.capacity - len(self.running))
 
     def start(self, job: Job) -> None:
         if not self._plugin_registered and self.config.limits.engine == "warm":
@@ -100,15 +108,26 @@ class DaskPool:
         """The tasks that ended within timeout seconds (at least one, unless none ended in time)."""
         if not self.running:
             return []
+        nearest = min(started + self.budget for _, started in self.running.values())
+        ended = []
         try:
-            ended = [self.finished.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
+            ended.append(self.finished.get(timeout=max(0.0, min(timeout, nearest - time.monotonic()))))
+            while True:
                 ended.append(self.finished.get_nowait())
-            except queue.Empty:
-                return [self._collect(future) for future in ended if future in self.running]
+        except queue.Empty:
+            pass
+        results = [self._collect(future) for future in ended if future in self.running]
+        return results + self._give_up_overrun()
+
+    def _give_up_overrun(self) -> list[WorkerResult]:
+        now, given_up = time.monotonic(), []
+        for future, (job, started) in list(self.running.items()):
+            if now - started > self.budget:
+                del self.running[future]
+                future.cancel()
+                given_up.append(WorkerResult(job, "failed", failure_kind="submission", wall_seconds=now - started,
+                                             reason=OVERRUN.format(budget=self.budget)))
+        return given_up
 
     def _collect(self, future) -> WorkerResult:
         job, started = self.running.pop(future)

@@ -299,6 +299,9 @@ class Gradebook:
         return self.db.execute("SELECT count(*) FROM submissions WHERE assignment=?", (assignment,)).fetchone()[0]
 
     # ------------------------------------------------------------------------ writing
+    def record_jobs(self, batch_id: int, jobs: int) -> None:
+        self.db.execute("UPDATE batches SET jobs=? WHERE id=?", (jobs, batch_id))
+
     def start_batch(self, assignment: str, command: str, jobs: int, submissions: int, isolation: str = "") -> int:
         cursor = self.db.execute("INSERT INTO batches (assignment, started_at, command, jobs, submissions, isolation) "
                                  "VALUES (?, ?, ?, ?, ?, ?)", (assignment, now(), command, jobs, submissions, isolation))

@@ -40,6 +40,7 @@ from ..sanitize import no_surrogates
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 LOG_TAIL_BYTES = 4000
+OVERRUN = "grading took longer than {budget:g} s and was stopped"  # a worker (or Dask task) over its budget
 
 
 @dataclass
@@ -321,8 +322,7 @@ class Pool:
                 process.join()
                 self.zygotes.give_back(job.number, suspect=True)
                 ended.append(WorkerResult(job, "failed", failure_kind="submission", wall_seconds=now - started,
-                                          reason=f"grading took longer than {self.budget:g} s "
-                                                 "and was stopped"))
+                                          reason=OVERRUN.format(budget=self.budget)))
         if ended and self.subreaper:
             self.reap_orphans()
         return ended
