@@ -265,3 +265,16 @@ def test_where_runs_cannot_be_forked_the_kernel_engine_takes_over_in_one_line(mo
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["torchgrade: the warm engine is unavailable (forked runs need Linux namespaces; this is darwin); "
                      "using --engine kernel"]
+
+
+def test_one_notebook_from_the_command_line_starts_its_zygote_while_the_grader_imports():
+    """cli.py starts the zygote in a thread of its own before importing torch; the run waits for that very zygote."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "grade.py"), str(root / "solutions" / "computational_graph.ipynb"),
+                           "--engine", "warm", "--format", "json"], capture_output=True, text=True, cwd=root,
+                          timeout=600)
+    import json
+
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["score"] == report["max_score"] == 20
+    assert "using --engine kernel" not in done.stderr  # no fallback: the early zygote served both runs

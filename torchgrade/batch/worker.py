@@ -90,8 +90,17 @@ def warm_validator() -> None:
         pass
 
 
+def warm_sandbox_probe() -> None:
+    """Whether bubblewrap works here is found by starting a test sandbox (0.1-0.3 s): once in the fork server,
+    whose workers inherit the answer, instead of once in every worker."""
+    from ..sandbox import probe_sandbox
+
+    probe_sandbox()
+
+
 warm_validator()
 warm_references()  # once in the fork server, not in every worker
+warm_sandbox_probe()
 
 
 # ----------------------------------------------------------------------- in the worker
