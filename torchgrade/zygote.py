@@ -93,8 +93,10 @@ class ZygoteClient:
 class Zygote:
     """One zygote process, in the sandbox when ``isolation.sandbox``; ``close()`` kills it and all its runs."""
 
-    def __init__(self, isolation: sandbox.Isolation, startup_timeout: float = 120.0):
+    def __init__(self, isolation: sandbox.Isolation, startup_timeout: float = 120.0,
+                 spawned: threading.Event | None = None):
         self.isolation = isolation
+        self.spawned = spawned or threading.Event()  # set once its process exists (or could not be started)
         self.dir = Path(tempfile.mkdtemp(prefix="torchgrade-zygote-"))
         os.chmod(self.dir, 0o700)
         self.address = str(self.dir / "zygote.sock")
@@ -123,6 +125,7 @@ class Zygote:
         except BaseException as problem:  # noqa: BLE001 - handed to the constructor's thread
             self._problem = problem
         finally:
+            self.spawned.set()
             self._started.set()
         self._stop.wait()
 
@@ -159,6 +162,7 @@ class Zygote:
                                             stderr=log, pass_fds=fds, cwd=self.dir,
                                             start_new_session=True)
         finally:
+            self.spawned.set()
             log.close()
             listener.close()
             handover.close()
@@ -212,7 +216,8 @@ _shared: dict[str, Zygote] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_zygote(isolation: sandbox.Isolation, replace: Zygote | None = None) -> Zygote:
+def shared_zygote(isolation: sandbox.Isolation, replace: Zygote | None = None,
+                  spawned: threading.Event | None = None) -> Zygote:
     """This process's zygote for an isolation (started on first use; replaced when ``replace`` is it)."""
     key = repr(isolation)
     with _shared_lock:
@@ -223,22 +228,29 @@ def shared_zygote(isolation: sandbox.Isolation, replace: Zygote | None = None) -
         if current is None:
             if not _shared:
                 atexit.register(close_shared)
-            current = _shared[key] = Zygote(isolation)
+            current = _shared[key] = Zygote(isolation, spawned=spawned)
         return current
 
 
 def start_shared_soon(sandbox_mode: str) -> None:
     """Start this process's zygote in a thread of its own (one notebook: while the grader imports torch, instead
-    of after). Whatever goes wrong is left for the run itself to meet and report (it calls shared_zygote again)."""
+    of after). Whatever goes wrong is left for the run itself to meet and report (it calls shared_zygote again).
+
+    Returns once the zygote's process exists: importing torch holds the GIL for seconds (libtorch's initialisers),
+    which would stall the thread before it got that far."""
+    spawned = threading.Event()
 
     def start() -> None:
         try:
-            shared_zygote(sandbox.isolation(sandbox_mode))
+            shared_zygote(sandbox.isolation(sandbox_mode), spawned=spawned)
         except GradingError:
             pass
+        finally:
+            spawned.set()
 
     if sys.platform.startswith("linux") and hasattr(os, "pidfd_open"):
         threading.Thread(target=start, name="torchgrade-zygote-soon", daemon=True).start()
+        spawned.wait(10)
 
 
 def close_shared() -> None:
