@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, comparable, write_config
-from torchgrade import sandbox
+from torchgrade import processes, sandbox
 from torchgrade.config import Limits, load_config
 from torchgrade.errors import GradingError
 from torchgrade.executor import NbclientExecutor, PlannedCell, kernel_environment
@@ -82,7 +82,7 @@ def grader_for(directory: Path, executor=None, kind=Grader, **overrides) -> Grad
 
 def orphans() -> list[str]:
     found = []
-    for pid in sandbox._proc_pids():
+    for pid in processes.proc_pids():
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
@@ -97,7 +97,7 @@ def is_kernel_related(pid: int) -> bool:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    uids = sandbox._status_uids(pid)
+    uids = processes.status_uids(pid)
     return (b"kernel_launcher" in command or b"bwrap" in command or ORPHAN_MARK.encode() in command
             or any(sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS for uid in uids))
 
@@ -179,7 +179,7 @@ def graded(tmp_path_factory):
         results["_huge_values_evidence_bytes"] = sum(
             len(evidence_text(e)) for e in recording.recorded)
         results["_orphans"] = orphans()
-        results["_children"] = [pid for pid in sandbox.descendants({os.getpid()}) if is_kernel_related(pid)]
+        results["_children"] = [pid for pid in processes.descendants({os.getpid()}) if is_kernel_related(pid)]
         yield results
     finally:
         holder.kill()
@@ -190,7 +190,7 @@ def graded(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        for pid in sandbox.kill_until_gone(lambda: [int(line.split(":")[0]) for line in orphans()]):
+        for pid in processes.kill_until_gone(lambda: [int(line.split(":")[0]) for line in orphans()]):
             pass
 
 
@@ -400,10 +400,10 @@ def test_sweep_kills_setsid_and_double_forked_descendants(tmp_path):
               "    os._exit(0)\n"
               "time.sleep(60)\n")
     process = subprocess.Popen([sys.executable, "-c", script, ORPHAN_MARK],
-                               env={**os.environ, sandbox.MARKER: token})
+                               env={**os.environ, processes.MARKER: token})
     try:
         assert sandbox._wait_for(lambda: len([o for o in orphans() if "-c" in o]) >= 2, 10)
-        survivors = sandbox.sweep(marker=token, uid=None, tree=sandbox.descendants({process.pid}) | {process.pid})
+        survivors = processes.sweep(marker=token, uid=None, tree=processes.descendants({process.pid}) | {process.pid})
         assert survivors == []
         process.wait(timeout=5)
         assert not [o for o in orphans() if token in o or "-c import os, sys, time" in o]
@@ -506,8 +506,8 @@ def graded_warm(tmp_path_factory, graded):
         results = dict(pool.map(grade_job, jobs))
     results["_orphans"] = orphans()
     # below this process (other test sessions on the machine use the same uid range)
-    results["_kernel_uids"] = [pid for pid in sandbox.descendants({os.getpid()}) if any(
-        sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS for uid in sandbox._status_uids(pid))]
+    results["_kernel_uids"] = [pid for pid in processes.descendants({os.getpid()}) if any(
+        sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS for uid in processes.status_uids(pid))]
     return results
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ASSIGNMENT, CORPUS, comparable, corpus_files, grade_all, needs_warm_engine, warm_grader
-from torchgrade import fork_executor, sandbox, zygote
+from torchgrade import fork_executor, processes, sandbox, zygote
 from torchgrade.config import Limits
 from torchgrade.executor import INTERRUPT_GRACE, STOP_GRACE, NbclientExecutor, PlannedCell
 from torchgrade.fork_executor import WarmExecutor, make_executor
@@ -159,7 +159,7 @@ def test_without_the_sandbox_a_run_sees_and_may_do_what_an_unsandboxed_kernel_ma
 
 def leftover_daemons() -> list[int]:
     found = []
-    for pid in sandbox._proc_pids():
+    for pid in processes.proc_pids():
         try:
             if MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)

@@ -15,7 +15,7 @@ Policy (why it is written this way):
 - Only what grading needs is kept from outputs (stdout of probe cells, bounded), and
   ZMQ's MAXMSGSIZE bounds each incoming message, so a giant print cannot exhaust
   the grader's memory.
-- Every kernel starts inside a ``sandbox.KernelBox``: bubblewrap when it works here, an
+- Every kernel starts inside a ``kernel_box.KernelBox``: bubblewrap when it works here, an
   unprivileged uid when the grader is root, resource limits from ``config.limits``, an
   allow-listed environment, and a cleanup that leaves no process behind.
 - Each execution has a fresh secret, handed to the kernel's launcher on stdin before any
@@ -52,7 +52,8 @@ from nbclient.exceptions import DeadKernelError
 from . import sandbox
 from .config import Limits
 from .errors import GradingError
-from .sandbox import BOX_WORKDIR, GRADER_DIR, KernelBox
+from .kernel_box import KernelBox
+from .sandbox import BOX_WORKDIR, GRADER_DIR
 from .sanitize import visible
 
 TIMEOUT_ERROR = "CellTimeoutError"

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import sandbox
+from . import kernel_box, processes, sandbox
 from .config import Limits
 from .errors import GradingError
 from .executor import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, NbclientExecutor, PlannedCell,
@@ -193,7 +193,7 @@ class Run:
                                                                              "warm zygote, running"))
         self.child: Child | None = None
         self.generation = 0  # children started so far: the probe numbers calls from it (see probe_handshake)
-        self.uid: sandbox.UidLease | None = None
+        self.uid: kernel_box.UidLease | None = None
         self.started = 0.0
 
     def execute(self) -> ExecutionResult:
@@ -235,7 +235,7 @@ class Run:
 
     def start_child(self) -> None:
         if self.isolation.drop_user and self.uid is None:
-            self.uid = sandbox.UidLease()
+            self.uid = kernel_box.UidLease()
             if not self.isolation.sandbox:  # the run works in the host folder: give it to the run's uid
                 for path in [self.workdir, *self.workdir.rglob("*")]:
                     os.chown(path, self.uid.uid, self.uid.gid)
@@ -262,7 +262,7 @@ class Run:
             child.stop()
         uid, self.uid = self.uid, None
         if uid is not None:  # the namespace took every process; this only catches what escaped it
-            sandbox.kill_until_gone(lambda: sandbox.processes_of_uid(uid.uid))
+            processes.kill_until_gone(lambda: processes.processes_of_uid(uid.uid))
             uid.release()
 
     # ---- the cells (the same policy as NbclientExecutor._run_cells)

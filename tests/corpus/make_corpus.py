@@ -631,10 +631,15 @@ def sync(files: dict[str, bytes], out: Path, check: bool) -> int:
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def cli(doc: str, make_files, out: Path, argv=None) -> int:
+    """Every corpus generator's command line: write the corpus, or with --check only compare (exit 1)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if anything differs")
-    return sync(generate(), OUT, parser.parse_args().check)
+    return sync(make_files(), out, parser.parse_args(argv).check)
+
+
+def main() -> int:
+    return cli(__doc__, generate, OUT)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ phrase its message must contain (the targeted feedback).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import random
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_corpus import as_json, code, edit, markdown, render, stdout, sync, task_cell, yaml_str  # noqa: E402
+from make_corpus import as_json, cli, code, edit, markdown, render, stdout, task_cell, yaml_str  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "computational_graph_intro"
@@ -368,9 +367,7 @@ def generate() -> dict[str, bytes]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if anything differs")
-    return sync(generate(), OUT, parser.parse_args().check)
+    return cli(__doc__, generate, OUT)
 
 
 if __name__ == "__main__":

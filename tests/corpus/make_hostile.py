@@ -25,7 +25,6 @@ no network, no solutions), so a crash cannot pass the test by accident.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -33,6 +32,9 @@ from pathlib import Path
 
 import nbformat
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = REPO / "solutions" / "computational_graph.ipynb"
@@ -665,22 +667,8 @@ def build_all() -> dict[str, str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ")
-    args = parser.parse_args(argv)
-    texts = build_all()
-    if args.check:
-        stale = [name for name, text in texts.items()
-                 if not (OUT / name).exists() or (OUT / name).read_text(encoding="utf-8") != text]
-        unexpected = sorted(p.name for p in OUT.glob("*") if p.name not in texts)
-        for name in stale + unexpected:
-            print(f"{name}: {'stale' if name in stale else 'unexpected'}", file=sys.stderr)
-        return 1 if stale or unexpected else 0
-    OUT.mkdir(exist_ok=True)
-    for name, text in texts.items():
-        (OUT / name).write_text(text, encoding="utf-8")
-    print(f"wrote {len(texts)} files to {OUT}")
-    return 0
+    files = {name: text.encode("utf-8") for name, text in build_all().items()}
+    return make_corpus.cli(__doc__, lambda: files, OUT, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ code are the computational_graph generator's (make_corpus.py).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -280,9 +279,7 @@ def generate() -> dict[str, bytes]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if anything differs")
-    return make_corpus.sync(generate(), OUT, parser.parse_args().check)
+    return make_corpus.cli(__doc__, generate, OUT)
 
 
 if __name__ == "__main__":

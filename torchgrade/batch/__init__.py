@@ -18,31 +18,26 @@ The flow (docs/batch.md is the instructor's guide):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shlex
 import shutil
-import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import AssignmentConfig, Config, assignment_for, pick_assignment
 from ..errors import EXIT_GRADED, EXIT_USAGE, GradingError
-from ..evidence_store import (
-    NoExecution, execution_fingerprint, recheck, scoring_fingerprint,
-)
+from ..evidence_store import NoExecution, execution_fingerprint, scoring_fingerprint
 from ..pipeline import Grader
-from ..sanitize import one_line, visible
+from ..sanitize import one_line
 from .discover import Found, discover
-from .exports import StudentRow
-from .gradebook import Gradebook, Outcome, Row, now
-from .integrity import code_hash
-from .late import submission_time
+from .gradebook import Gradebook, Outcome, now
+from .outcomes import Item, decide, executed_outcome, provenance, refused_outcome, report_name, rescore
 from .progress import Progress, clock
 from .publish import export_gradebook, roster_students
-from .roster import LmsName, assign, load_roster
+from .roster import assign, load_roster
+from .summary import Tally, say, summarize
 
 DEFAULT_OUTPUT = "grading-output"
 MEMORY_PER_WORKER = int(1.2 * 2**30)  # a worker and its two kernels, each with torch loaded
@@ -52,31 +47,6 @@ EXIT_INTERRUPTED = 130
 class BatchUsageError(GradingError):
     exit_status = EXIT_USAGE
     label = "cannot run the batch"
-
-
-@dataclass
-class Item:
-    """One submission of this batch and what to do with it."""
-
-    number: int
-    student: str
-    found: Found
-    content_hash: str = ""
-    action: str = "execute"  # execute | rescore | unchanged | refused
-    source: Row | None = None  # the stored row whose evidence a re-score reads
-    why: str = ""  # why it must execute (for --debug)
-    started_at: str = ""
-    file: str = ""  # the notebook as exports show it: relative to the submissions' folder
-    lms: LmsName | None = None  # its parsed Canvas/Moodle download name
-
-
-@dataclass
-class Tally:
-    executed: int = 0
-    rescored: int = 0
-    rescored_twins: int = 0  # re-checked because the same file was graded before under another name
-    unchanged: int = 0
-    failed: int = 0
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -122,14 +92,6 @@ def default_jobs() -> tuple[int, str]:
     return cores, "the number of cores"
 
 
-def content_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
-
-
 def workers_said(args, count: int, why: str = "") -> str:
     """Where the notebooks run, for the plan and the summary: local workers, or the Dask cluster's."""
     scheduler = getattr(args, "scheduler", None)
@@ -165,11 +127,6 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.handle.close()
-
-
-def say(text: str = "") -> None:
-    """The batch's stdout: student names, file names and reasons in it cannot drive the terminal."""
-    print(visible(text), flush=True)
 
 
 def describe_isolation(entry: AssignmentConfig) -> str | None:
@@ -431,131 +388,3 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
     summarize(name, entry, rows, tally, failures, missing, wall, rescore_seconds, output,
               workers_said(args, min(jobs, max(1, len(to_execute)))), said)
     return EXIT_GRADED
-
-
-# -------------------------------------------------------------------------- decisions
-
-def decide(item: Item, book: Gradebook, name: str, grader_version: str, scoring_version: str, force: bool) -> None:
-    found = item.found
-    if found.problem or found.path is None:
-        item.action, item.content_hash = "refused", "problem:" + hashlib.sha256((found.problem or "").encode()).hexdigest()
-        return
-    try:
-        item.content_hash = content_hash(found.path)
-    except OSError as problem:
-        found_problem = f"{found.shown}: cannot read it ({problem.strerror})"
-        item.found = Found(found.key, None, found.shown, found.relative, found.folder, found_problem)
-        item.action, item.content_hash = "refused", "unreadable"
-        return
-    if force:
-        item.action, item.why = "execute", "--force"
-        return
-    row = book.row(name, item.student)
-    if row and row.content_hash == item.content_hash and row.grader_version == grader_version:
-        if row.status == "failed":
-            if row.failure_kind == "grader":
-                item.action, item.why = "execute", "the last attempt failed for a reason of the grader's"
-            else:
-                item.action, item.source = "unchanged", row
-            return
-        if row.scoring_version == scoring_version:
-            item.action, item.source = "unchanged", row
-        else:
-            item.action, item.source, item.why = "rescore", row, "scoring"
-        return
-    twin = book.graded_with_content(name, item.content_hash, grader_version)
-    if twin is not None:  # the same file was executed before (another name, or the roster changed)
-        item.action, item.source, item.why = "rescore", twin, "twin"
-        return
-    item.action = "execute"
-    item.why = "new" if row is None else "content changed" if row.content_hash != item.content_hash else "grader changed"
-
-
-def provenance(item: Item) -> dict:
-    """When the submission was made (batch/late.py) and its code hash (batch/integrity.py)."""
-    found = item.found
-    folder = found.path.parent if found.folder and found.path is not None and ":" not in found.shown else None
-    when = submission_time(found.path, folder, ":" in found.shown and not Path(found.shown).is_absolute(),
-                           item.lms.late if item.lms is not None else None)
-    return {"submitted_at": when.at, "submitted_via": when.via, "late_mark": when.late_mark,
-            "code_hash": code_hash(found.path) if found.path is not None else None}
-
-
-def report_name(found: Found) -> str:
-    """The submission as its report (and so the student's feedback) names it: without the instructor's folders."""
-    return found.relative or found.shown
-
-
-def refused_outcome(item: Item, grader_version: str, scoring_version: str) -> Outcome:
-    reason = item.found.problem
-    return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
-                   content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
-                   status="failed", graded_by="none", started_at=now(), failure_kind="submission", reason=reason)
-
-
-def rescore(item: Item, book: Gradebook, grader: Grader, grader_version: str, scoring_version: str) -> Outcome | None:
-    """Check the stored snapshots again (no notebook runs); None when they cannot be used."""
-    began, started_at = time.monotonic(), now()
-    book_row = item.source
-    try:
-        texts = book.evidence_json(book_row.id)
-        report = recheck(grader, item.found.path, "[" + ",".join(texts) + "]", submission=report_name(item.found),
-                         execution_time=book_row.execution_seconds or 0.0)
-    except (GradingError, OSError, ValueError, KeyError, TypeError):
-        return None
-    if report is None:
-        return None
-    return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
-                   content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
-                   status="graded", graded_by="rescore", started_at=started_at, report=report, evidence_json=texts,
-                   execution_seconds=book_row.execution_seconds, wall_seconds=round(time.monotonic() - began, 3))
-
-
-def executed_outcome(item: Item, result, grader_version: str, scoring_version: str) -> Outcome:
-    return Outcome(student=item.student, source_name=item.found.key, file=item.file, **provenance(item),
-                   content_hash=item.content_hash, grader_version=grader_version, scoring_version=scoring_version,
-                   status=result.status, graded_by="execution", started_at=item.started_at or now(),
-                   report=result.report, evidence_json=result.evidence_json, failure_kind=result.failure_kind,
-                   reason=result.reason, execution_seconds=result.report.execution_time if result.report else None,
-                   wall_seconds=round(result.wall_seconds, 3), worker_peak_rss_kb=result.worker_peak_rss_kb,
-                   kernel_peak_rss_kb=result.kernel_peak_rss_kb or None)
-
-
-# ------------------------------------------------------------------------ exports, summary
-
-def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missing, wall: float,
-              rescore_seconds: float, output: Path, workers: str, said=()) -> None:
-    graded = [r for r in rows if r.status == "graded"]
-    scores = [r.final for r in graded]
-    max_total = sum(c.points for c in entry.checks.values())
-    say("")
-    say(f"Summary for {name} ({entry.title})")
-    say(f"  submissions:      {len(rows) - len(missing)}")
-    say(f"  graded:           {len(graded)}")
-    say(f"  could not grade:  {len(failures)}")
-    for student, shown, reason in sorted(failures)[:30]:
-        say(f"    - {one_line(student)} ({one_line(shown)}): {one_line(reason)}")
-    if len(failures) > 30:
-        say(f"    ... and {len(failures) - 30} more (grades.csv and report.html list them all)")
-    if missing:
-        say(f"  missing:          {len(missing)} on the roster without a submission: "
-            + ", ".join(m.student for m in missing[:20]) + (" ..." if len(missing) > 20 else ""))
-    if scores:
-        say(f"  score:            mean {statistics.fmean(scores):.2f} / {max_total:g}, "
-            f"median {statistics.median(scores):g}, lowest {min(scores):g}, highest {max(scores):g}")
-    say(f"  notebooks run:    {tally.executed}" + (f" ({workers})" if tally.executed else ""))
-    if tally.rescored:
-        why = []
-        if tally.rescored - tally.rescored_twins:
-            why.append(f"{tally.rescored - tally.rescored_twins} because points, tolerances or messages changed")
-        if tally.rescored_twins:
-            why.append(f"{tally.rescored_twins} identical to a file graded before")
-        say(f"  re-checked:       {tally.rescored} from stored snapshots, without running their notebooks "
-            f"({'; '.join(why)}), in {rescore_seconds:.1f} s")
-    if tally.unchanged:
-        say(f"  unchanged:        {tally.unchanged} already graded with the same file and grader (use --force to regrade)")
-    say(f"  wall time:        {clock(wall)} ({wall:.1f} s)")
-    for note in said:
-        say(f"  note:             {note}")
-    say(f"Wrote {output / 'gradebook.sqlite'}, {output / 'grades.csv'} (with checks.csv and the LMS files), "
-        f"{output / 'feedback'}/ and {output / 'report.html'}")
