@@ -85,6 +85,15 @@ class CellRun:
     error_value: str = ""
     truncated: bool = False
 
+    def record_error(self, name, value, folder: str) -> None:
+        """A cell's error as both engines keep it: bounded, with no host path and no control character."""
+        self.error_name = scrub(str(name)[:200], folder)
+        self.error_value = scrub(str(value)[:500], folder)
+
+    def forget(self) -> None:
+        """What the cell sent is void (a snapshot cell whose message was dropped is run again)."""
+        self.stdout, self.truncated, self.error_name, self.error_value = "", False, "", ""
+
 
 @dataclass
 class ExecutionResult:
@@ -238,8 +247,7 @@ class _BoundedClient(NotebookClient):
         reply = (self.replies.get(cell_index) or {}).get("content", {})
         run = self._runs[cell_index]
         if not run.error_name and reply.get("status") == "error":
-            run.error_name = scrub(str(reply.get("ename", ""))[:200], self._workdir)
-            run.error_value = scrub(str(reply.get("evalue", ""))[:500], self._workdir)
+            run.record_error(reply.get("ename", ""), reply.get("evalue", ""), self._workdir)
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
@@ -251,8 +259,7 @@ class _BoundedClient(NotebookClient):
                 run.truncated = True
             run.stdout += text[: max(room, 0)]
         elif msg.get("msg_type") == "error" and not run.error_name:
-            run.error_name = scrub(str(content.get("ename", ""))[:200], self._workdir)
-            run.error_value = scrub(str(content.get("evalue", ""))[:500], self._workdir)
+            run.record_error(content.get("ename", ""), content.get("evalue", ""), self._workdir)
         return None
 
 
@@ -382,13 +389,19 @@ class NbclientExecutor:
                     client.error_from_reply(index)
                 run.status = "error" if run.error_name else "ok"
                 self._explain_error(cells[index], run, limits, result)
-                if dropped:
-                    result.events.append(f"the kernel sent a message larger than {self.max_message_bytes // 2**20} "
-                                         "MiB; it was dropped")
-                    if cells[index].keep_stdout:
-                        run.stdout, run.truncated, run.error_name, run.error_value = "", False, "", ""
-                        continue
+                if dropped and self._message_dropped(cells[index], run, result, self.max_message_bytes):
+                    continue
             index += 1
+
+    @staticmethod
+    def _message_dropped(cell: PlannedCell, run: CellRun, result: ExecutionResult, max_message_bytes: int) -> bool:
+        """A message over the size bound was dropped (both engines): say so. True for a snapshot cell, whose
+        output is then void and which is run again."""
+        result.events.append(f"the kernel sent a message larger than {max_message_bytes // 2**20} MiB; it was dropped")
+        if not cell.keep_stdout:
+            return False
+        run.forget()
+        return True
 
     @staticmethod
     def _timed_out(client, index: int) -> bool:

@@ -37,7 +37,7 @@ from . import kernel_box, processes, sandbox
 from .config import Limits
 from .errors import GradingError
 from .executor import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, NbclientExecutor, PlannedCell,
-                       kernel_environment, probe_handshake, scrub)
+                       kernel_environment, probe_handshake)
 from .zygote import WarmUnavailable, ZygoteClient, ZygoteFailure, shared_zygote
 
 HEADER = struct.Struct(">IB")
@@ -294,19 +294,13 @@ class Run:
                     index = self.resume_after_death(index)
                     continue
             else:
-                # read as the kernel engine reads an error: no host path, no control character
-                folder = str(self.workdir.resolve())
-                run.error_name = scrub(str(done.get("error_name", ""))[:200], folder)
-                run.error_value = scrub(str(done.get("error_value", ""))[:500], folder)
+                run.record_error(done.get("error_name", ""), done.get("error_value", ""), str(self.workdir.resolve()))
                 run.status = "error" if run.error_name else "ok"
                 run.truncated = bool(done.get("truncated"))
                 NbclientExecutor._explain_error(cells[index], run, limits, result)
-                if done.get("big"):
-                    result.events.append(f"the kernel sent a message larger than "
-                                         f"{self.engine.max_message_bytes // 2**20} MiB; it was dropped")
-                    if cells[index].keep_stdout:  # as the kernel engine: a snapshot is asked for again
-                        run.stdout, run.truncated, run.error_name, run.error_value = "", False, "", ""
-                        continue
+                if done.get("big") and NbclientExecutor._message_dropped(cells[index], run, result,
+                                                                         self.engine.max_message_bytes):
+                    continue
             index += 1
 
     def execute_cell(self, index: int, timeout: float) -> dict | None:

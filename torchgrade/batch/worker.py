@@ -381,7 +381,11 @@ class ZygoteSlots:
         self.mode, self.wanted, self.slots = config.limits.sandbox, config.limits.engine == "warm", slots
         self.free: list = []
         self.lent: dict[int, object] = {}
-        self.count = 0
+
+    @property
+    def count(self) -> int:
+        """Zygotes running: free or lent."""
+        return len(self.free) + len(self.lent)
 
     def take(self, job: int):
         if not self.wanted:
@@ -416,7 +420,6 @@ class ZygoteSlots:
         for future in futures:
             if future.exception() is None:
                 self.free.append(future.result())
-                self.count += 1
         for future in futures:
             future.result()  # raises the first failure (the started ones are closed with the others)
 
@@ -426,7 +429,6 @@ class ZygoteSlots:
             return
         if suspect or not zygote.alive():
             zygote.close()
-            self.count -= 1
         else:
             self.free.append(zygote)
 
@@ -437,7 +439,7 @@ class ZygoteSlots:
     def close(self) -> None:
         for zygote in self.free + list(self.lent.values()):
             zygote.close()
-        self.free, self.lent, self.count = [], {}, 0
+        self.free, self.lent = [], {}
 
 
 def log_tail(job: Job) -> str:
