@@ -32,6 +32,13 @@ def grade_all(grader: Grader, folder: Path, names) -> dict:
         return dict(zip(names, pool.map(lambda name: grader.grade_notebook(folder / name), names)))
 
 
+def kernel_grader(name: str, entry) -> Grader:
+    """The assignment's grader with the reference engine (nbclient and ipykernel), whatever the configured one."""
+    from torchgrade.executor import NbclientExecutor
+
+    return Grader.from_config(name, entry, executor=NbclientExecutor())
+
+
 def warm_grader(name: str, entry) -> Grader:
     """The assignment's grader with the warm engine (fork_executor.py) instead of the configured one."""
     from torchgrade.fork_executor import WarmExecutor
@@ -49,6 +56,22 @@ def warm_problem() -> str | None:
 needs_warm_engine = pytest.mark.skipif(warm_problem() is not None, reason=str(warm_problem()))
 
 
+def zygote_roots(pids) -> set[int]:
+    """Among pids, each zygote itself: a Python process running zygote_runtime.py (bwrap's own command line names
+    it too) whose parent is not one (a run's processes are forks of their zygote, with its command line)."""
+    from torchgrade import processes
+
+    def is_zygote_python(pid: int) -> bool:
+        try:
+            return (Path(f"/proc/{pid}/comm").read_text().strip() != "bwrap"
+                    and b"zygote_runtime" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        except OSError:
+            return False
+
+    forks = {pid for pid in pids if is_zygote_python(pid)}
+    return {pid for pid in forks if processes.parent_pid(pid) not in forks}
+
+
 def comparable(report) -> dict:
     """Everything a student or instructor reads in a report, without timings: what two engines must agree on."""
     return {"score": report.score,
@@ -58,7 +81,8 @@ def comparable(report) -> dict:
 
 @pytest.fixture(scope="session")
 def grader() -> Grader:
-    return Grader.from_config("computational_graph", ASSIGNMENT)
+    """The reference engine's grader: the warm engine's reports are compared with what it gives."""
+    return kernel_grader("computational_graph", ASSIGNMENT)
 
 
 @pytest.fixture(scope="session")

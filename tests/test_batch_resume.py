@@ -150,15 +150,30 @@ def test_a_worker_killed_from_outside_costs_only_its_own_submission(quick_entry,
     assert good.worker_peak_rss_kb > 10_000
 
 
-def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick_entry, tmp_path):
+def runs_of(zygote_pids: set[int]) -> list[int]:
+    """The processes of the runs forked from these zygotes (each zygote's descendants; a run's processes are forks
+    of the zygote, so the zygote is the one whose parent is not one of them)."""
+    from conftest import zygote_roots
+    from torchgrade.batch.worker import descendants
+
+    below = {pid for zygote in zygote_pids for pid in descendants(zygote)}
+    return [pid for zygote in zygote_roots(below) for pid in descendants(zygote)]
+
+
+@pytest.mark.parametrize("engine", ["kernel", "warm"])
+def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick_entry, tmp_path, engine):
+    """Kernel engine: the worker's kernels are its children. Warm engine: its runs are forked from the slot's zygote,
+    and each dies with the worker's end of its socket (the slot's zygote, suspect after an overrun, is replaced)."""
     from torchgrade.batch.worker import Job, Pool, descendants
 
+    entry = quick_entry.model_copy(update={"limits": quick_entry.limits.model_copy(update={"engine": engine})})
     path = sleeper(tmp_path)
-    with Pool(quick_entry, "computational_graph", jobs=1, budget=6) as pool:
+    with Pool(entry, "computational_graph", jobs=1, budget=6) as pool:
         pool.start(Job(0, "slow", path, path.name, tmp_path / "0.json", tmp_path / "0.log"))
         worker = next(iter(pool.running.values()))[1]
         time.sleep(4.5)
-        below = descendants(worker.pid)  # the kernels (and whatever they started) at that moment
+        # the kernels or runs (and whatever they started) at that moment
+        below = descendants(worker.pid) if engine == "kernel" else runs_of(pool.zygotes.pids())
         ended = finish(pool, 1, timeout=60)
     result = ended["slow"]
     assert result.status == "failed" and result.reason.startswith("grading took longer than 6 s and was stopped")

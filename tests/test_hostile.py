@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, comparable, write_config
+from conftest import ROOT, comparable, write_config, zygote_roots
 from torchgrade import processes, sandbox
 from torchgrade.config import Limits, load_config
 from torchgrade.errors import GradingError
@@ -102,6 +102,20 @@ def is_kernel_related(pid: int) -> bool:
             or any(sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS for uid in uids))
 
 
+def shared_zygote_processes() -> set[int]:
+    """This process's own warm zygotes (kept for its next notebook, as any in-process grading with the default
+    engine leaves them): their bwrap and zygote processes, never a run forked from them."""
+    from torchgrade import zygote
+
+    kept = set()
+    for shared in list(zygote._shared.values()):
+        if shared.process is None:
+            continue
+        tree = processes.descendants({shared.process.pid}) | {shared.process.pid}
+        kept |= tree - processes.descendants(zygote_roots(tree))
+    return kept
+
+
 def peak_memory_mib() -> float:
     status = Path("/proc/self/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
@@ -113,7 +127,7 @@ def hostile_jobs(base: Path, engine=None) -> tuple[list, dict]:
 
     Without a sandbox, what is safe to run unsandboxed runs without it (the fallback); the rest is left out and
     its tests fail with the reason (report_of), so a missing sandbox never passes by skipping."""
-    new = engine or (lambda: None)
+    new = engine or NbclientExecutor  # the reference engine; graded_warm grades the same attacks warm
     off = {"limits__sandbox": "off"} if NO_SANDBOX else {}
     graders = {"sandbox": grader_for(base / "sandbox", executor=new(), **off),
                "off": grader_for(base / "off", executor=new(), limits__sandbox="off")}
@@ -179,7 +193,8 @@ def graded(tmp_path_factory):
         results["_huge_values_evidence_bytes"] = sum(
             len(evidence_text(e)) for e in recording.recorded)
         results["_orphans"] = orphans()
-        results["_children"] = [pid for pid in processes.descendants({os.getpid()}) if is_kernel_related(pid)]
+        results["_children"] = [pid for pid in processes.descendants({os.getpid()}) - shared_zygote_processes()
+                                if is_kernel_related(pid)]
         yield results
     finally:
         holder.kill()

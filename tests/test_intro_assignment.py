@@ -14,9 +14,8 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import CONFIG, ROOT, comparable, grade_all, needs_warm_engine, warm_grader
+from conftest import CONFIG, ROOT, comparable, grade_all, kernel_grader, needs_warm_engine, warm_grader
 from torchgrade.config import assignment_for
-from torchgrade.pipeline import Grader
 
 NAME = "computational_graph_intro"
 ENTRY = CONFIG.assignments[NAME]
@@ -37,7 +36,7 @@ def answers(kind: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def intro_reports():
-    return grade_all(Grader.from_config(NAME, ENTRY), CORPUS, FILES)
+    return grade_all(kernel_grader(NAME, ENTRY), CORPUS, FILES)
 
 
 @pytest.fixture(scope="session")

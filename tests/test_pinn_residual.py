@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, comparable, grade_all, needs_warm_engine, warm_grader
+from conftest import ROOT, comparable, grade_all, kernel_grader, needs_warm_engine, warm_grader
 from torchgrade.config import load_config
 from torchgrade.pipeline import Grader
 
@@ -39,7 +39,7 @@ def files_of(kind: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def pinn_grader() -> Grader:
-    return Grader.from_config(NAME, CONFIG)
+    return kernel_grader(NAME, CONFIG)  # the reference engine: pinn_warm_reports are compared with it
 
 
 class Reports(dict):

@@ -15,7 +15,7 @@ import codecs
 import sys
 from pathlib import Path
 
-from .config import assignment_for, load_config
+from .config import assignment_for, load_config, pick_assignment
 from .errors import EXIT_GRADED, EXIT_GRADER_FAILURE, GradingError
 from .render import FAILURE_RENDERERS, RENDERERS, render_failure, render_report
 from .sanitize import one_line
@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scheduler", metavar="tcp://HOST:8786",
                         help="batch: grade on this dask.distributed cluster (one task per submission; see docs/dask.md)")
     parser.add_argument("--engine", choices=("warm", "kernel"),
-                        help="warm: fork each run from a process that has imported torch (fast; Linux); kernel: a "
-                             "fresh Jupyter kernel per run (default: limits.engine in config.yaml)")
+                        help="warm: fork each run from a process that has imported torch (fast; Linux, the "
+                             "default; elsewhere it says so and uses kernels); kernel: a fresh Jupyter kernel per run "
+                             "(the reference engine) (default: limits.engine in config.yaml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of grader failures")
     authoring = parser.add_argument_group("authoring (instructors; see README)")
     authoring.add_argument("--assign", type=Path, metavar="SOLUTION",
@@ -121,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_decisions(args, config)
         if is_batch(args.paths, args.output_dir) or args.scheduler:
+            start_batch_soon(args, config)  # the zygotes and the fork server import torch while this process does
             from .batch import run_batches  # imported lazily: students never need it
+            from .batch.slots import close_unclaimed
 
-            return run_batches(args, config)
+            try:
+                return run_batches(args, config)
+            finally:
+                close_unclaimed()
         name, entry = assignment_for(config, args.paths[0], args.assignment)
         if args.sandbox:
             entry = with_sandbox(entry, args.sandbox)
@@ -151,6 +157,25 @@ def with_engine(config, engine: str | None):
     return config.model_copy(update={"assignments": {
         name: entry.model_copy(update={"limits": entry.limits.model_copy(update={"engine": engine})})
         for name, entry in config.assignments.items()}})
+
+
+def start_batch_soon(args: argparse.Namespace, config) -> None:
+    """A local batch starts its workers' fork server and zygotes now, while this process imports torch (a zygote
+    depends only on the engine and the sandbox, which the assignments of a batch usually share). Anything that
+    stops the batch is left for the batch itself to meet and say."""
+    if args.scheduler or (args.jobs is not None and args.jobs < 1):
+        return
+    from .batch.slots import batch_sandbox, default_jobs, start_soon
+
+    try:
+        entries = [pick_assignment(config, args.assignment)[1]] if args.assignment else config.assignments.values()
+    except GradingError:
+        return
+    settings = {(entry.limits.engine, entry.limits.sandbox): entry
+                for entry in (batch_sandbox(with_sandbox(entry, args.sandbox)) for entry in entries)}
+    if len(settings) == 1:
+        entry = next(iter(settings.values()))
+        start_soon(entry, args.jobs or default_jobs(entry.limits.engine)[0])
 
 
 def with_sandbox(entry, mode: str | None):

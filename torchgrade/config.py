@@ -46,8 +46,9 @@ class Limits(Strict):
     processes: int = Field(128, ge=32, description="processes and threads the kernel may run at once")
     tmp_size_mb: int = Field(256, gt=0, description="sandbox only: size of the private /tmp (also the working folder), MiB")
     engine: Literal["warm", "kernel"] = Field(
-        "kernel", description="warm = run each notebook in a child forked from a zygote that has imported torch "
-                              "(Linux; falls back to kernel elsewhere); kernel = a fresh ipykernel per run (nbclient)")
+        "warm", description="warm = run each notebook in a child forked from a zygote that has imported torch "
+                            "(Linux; falls back to kernel elsewhere, saying so in one line); kernel = a fresh ipykernel "
+                            "per run (nbclient, the reference engine)")
     sandbox: Literal["auto", "require", "off"] = Field(
         "auto", description="bubblewrap sandbox: auto = use it when it works (warn loudly otherwise), "
                             "require = refuse to grade without it, off = never")

@@ -34,7 +34,7 @@ from .errors import GradingError
 
 RUNTIME = Path(__file__).with_name("zygote_runtime.py")
 BOX_RUNTIME = f"{sandbox.BOX_RUN}/zygote_runtime.py"
-RUNTIME_FILES = (RUNTIME, RUNTIME.with_name("zygote_io.py"))  # bound side by side in the box
+RUNTIME_FILES = (RUNTIME, RUNTIME.with_name("zygote_io.py"), RUNTIME.with_name("hugepages.py"))  # bound side by side
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL")
 ZYGOTE_TMP_MB = 16
 

@@ -41,6 +41,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from hugepages import collapse_to_huge_pages  # noqa: E402
 import kernel_launcher  # noqa: E402 - bound beside this file; its lock-down functions are reused as they are
 from zygote_io import (Kernel, Outbox, Output, Session, like_a_kernel, make_shell, recv_frame,  # noqa: E402
                        send_frame)
@@ -105,6 +106,7 @@ def reserve_like_a_kernel(megabytes):
 def serve(listener, shell):
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     gc.freeze()  # keep the collector from touching (copying) the zygote's pages in every child
+    collapse_to_huge_pages()  # a fork then copies a page-table entry per 2 MiB, not per 4 KiB (3 forks a run)
     print("ready", flush=True)
     while True:
         try:

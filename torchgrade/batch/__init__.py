@@ -37,10 +37,10 @@ from .outcomes import Item, decide, executed_outcome, provenance, refused_outcom
 from .progress import Progress, clock
 from .publish import export_gradebook, roster_students
 from .roster import assign, load_roster
+from .slots import batch_sandbox, default_jobs
 from .summary import Tally, say, summarize
 
 DEFAULT_OUTPUT = "grading-output"
-MEMORY_PER_WORKER = int(1.2 * 2**30)  # a worker and its two kernels, each with torch loaded
 EXIT_INTERRUPTED = 130
 
 
@@ -71,25 +71,6 @@ def exported_file(shown: str, root: Path) -> str:
         return Path(os.path.relpath(path.parent.resolve() / path.name, root)).as_posix()
     except ValueError:
         return Path(shown).name
-
-
-def default_jobs() -> tuple[int, str]:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    available = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if available is not None and available // MEMORY_PER_WORKER < cores:
-        jobs = max(1, available // MEMORY_PER_WORKER)
-        return jobs, f"{cores} cores, limited by {available / 2**30:.1f} GiB of free memory"
-    return cores, "the number of cores"
 
 
 def workers_said(args, count: int, why: str = "") -> str:
@@ -142,14 +123,6 @@ def describe_isolation(entry: AssignmentConfig) -> str | None:
 
 
 # ------------------------------------------------------------------------------ the batch
-
-def batch_sandbox(entry: AssignmentConfig) -> AssignmentConfig:
-    """A batch runs a whole class's code: the sandbox is required unless turned off explicitly (--sandbox off or
-    limits.sandbox: off), and then the gradebook and the class report say so."""
-    if entry.limits.sandbox != "auto":
-        return entry
-    return entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": "require"})})
-
 
 def run_batches(args: argparse.Namespace, config: Config) -> int:
     """A batch of one assignment, or (several configured, no --assignment) one batch per assignment found.
@@ -210,7 +183,7 @@ def run_batch(args: argparse.Namespace, name: str, entry: AssignmentConfig, choo
     if getattr(args, "format", "text") != "text":
         print(f"note: --format {args.format} applies to one notebook; a batch writes gradebook.sqlite, grades.csv, "
               "feedback/ and report.html", file=sys.stderr)
-    jobs, jobs_why = (args.jobs, "--jobs") if args.jobs else default_jobs()
+    jobs, jobs_why = (args.jobs, "--jobs") if args.jobs else default_jobs(entry.limits.engine)
     output = (args.output_dir or default_output_dir(paths)).resolve()
     try:
         output.mkdir(parents=True, exist_ok=True)

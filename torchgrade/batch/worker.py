@@ -33,9 +33,9 @@ from pathlib import Path
 from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
 from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
-from ..pipeline import warm_references
 from ..results import GradeReport
 from ..sanitize import no_surrogates
+from .slots import claim, fork_server_context, release
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -77,30 +77,6 @@ def _prctl(option: int, value: int) -> bool:
         return libc.prctl(option, value, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
-
-
-def warm_validator() -> None:
-    """nbformat builds its validator (and a URI grammar, 1-2 s) on first use: once here, in the fork server that
-    preloads this module, instead of once in every worker."""
-    try:
-        import nbformat
-
-        nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("pass")]))
-    except Exception:  # noqa: BLE001 - only a warm-up
-        pass
-
-
-def warm_sandbox_probe() -> None:
-    """Whether bubblewrap works here is found by starting a test sandbox (0.1-0.3 s): once in the fork server,
-    whose workers inherit the answer, instead of once in every worker."""
-    from ..sandbox import probe_sandbox
-
-    probe_sandbox()
-
-
-warm_validator()
-warm_references()  # once in the fork server, not in every worker
-warm_sandbox_probe()
 
 
 # ----------------------------------------------------------------------- in the worker
@@ -220,24 +196,18 @@ class Pool:
         self.name = name
         self.jobs = max(1, jobs)
         self.budget = budget
-        self.context = multiprocessing.get_context("forkserver")
-        self.context.set_forkserver_preload(["torchgrade.batch.worker"])
+        self.context = None
         self.running: dict[int, tuple[Job, multiprocessing.process.BaseProcess, float]] = {}
-        self.zygotes = ZygoteSlots(config, self.jobs)
+        self.zygotes = claim(config, self.jobs)  # started early by the command line, or now
         self.initial_children: set[int] = set()
         self.subreaper = False
         self.started = 0
-        self.saved_pythonpath: str | None = None
 
     def __enter__(self) -> "Pool":
         self.initial_children = set(self._children())
         self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        # The fork server is a fresh interpreter that ignores our sys.path (Python 3.11 drops it): make it import
-        # this very torchgrade (a checkout run as `python path/grade.py` from elsewhere, or beside an installed one).
-        self.saved_pythonpath = os.environ.get("PYTHONPATH")
-        package_root = str(Path(__file__).resolve().parents[2])
-        os.environ["PYTHONPATH"] = os.pathsep.join([package_root] + ([self.saved_pythonpath]
-                                                                    if self.saved_pythonpath else []))
+        self.zygotes.start_soon()  # the zygotes and the fork server start side by side
+        self.context = fork_server_context()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -245,14 +215,10 @@ class Pool:
             kill_tree(process.pid)
             process.join(5)
         self.running.clear()
-        self.zygotes.close()
+        release(self.zygotes)
         self.reap_orphans()
         if self.subreaper:
             _prctl(PR_SET_CHILD_SUBREAPER, 0)
-        if self.saved_pythonpath is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = self.saved_pythonpath
 
     def _children(self) -> list[int]:
         me = os.getpid()
@@ -368,78 +334,6 @@ def worker_result(job: Job, data: dict, wall: float) -> WorkerResult:
         evidence = data.get("evidence")
         result.evidence_json = evidence if isinstance(evidence, list) else None
     return result
-
-
-class ZygoteSlots:
-    """One warm zygote per worker slot (engine: warm), lent to one job at a time.
-
-    The first job starts every slot's zygote at once (each start imports torch: seconds, which the slots then
-    share instead of paying one after another). A zygote that no longer answers when its job ends (or whose job
-    overran its budget) is replaced."""
-
-    def __init__(self, config: AssignmentConfig, slots: int):
-        self.mode, self.wanted, self.slots = config.limits.sandbox, config.limits.engine == "warm", slots
-        self.free: list = []
-        self.lent: dict[int, object] = {}
-
-    @property
-    def count(self) -> int:
-        """Zygotes running: free or lent."""
-        return len(self.free) + len(self.lent)
-
-    def take(self, job: int):
-        if not self.wanted:
-            return None
-        if not self.free:
-            from ..fork_executor import say_fallback, warm_problem
-            from ..zygote import WarmUnavailable, ZygoteFailure
-
-            try:
-                problem = warm_problem()
-                if problem:
-                    raise WarmUnavailable(problem)
-                self._start(max(1, self.slots - self.count))
-            except (WarmUnavailable, ZygoteFailure) as failure:
-                say_fallback(f"the warm engine is unavailable ({failure.reason})")
-                self.wanted = False
-                return None
-        zygote = self.free.pop()
-        self.lent[job] = zygote
-        return zygote.client
-
-    def _start(self, count: int) -> None:
-        """Start ``count`` zygotes at once; they are free when this returns (so none is ever reaped half-started)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ..sandbox import isolation
-        from ..zygote import Zygote
-
-        # a zygote's keeper thread (which bwrap --die-with-parent follows) is its own, not this pool's
-        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="torchgrade-zygote-start") as pool:
-            futures = [pool.submit(Zygote, isolation(self.mode)) for _ in range(count)]
-        for future in futures:
-            if future.exception() is None:
-                self.free.append(future.result())
-        for future in futures:
-            future.result()  # raises the first failure (the started ones are closed with the others)
-
-    def give_back(self, job: int, suspect: bool = False) -> None:
-        zygote = self.lent.pop(job, None)
-        if zygote is None:
-            return
-        if suspect or not zygote.alive():
-            zygote.close()
-        else:
-            self.free.append(zygote)
-
-    def pids(self) -> set[int]:
-        """The processes this batch started for its zygotes (each a bwrap, or the zygote itself without a sandbox)."""
-        return {zygote.process.pid for zygote in self.free + list(self.lent.values()) if zygote.process is not None}
-
-    def close(self) -> None:
-        for zygote in self.free + list(self.lent.values()):
-            zygote.close()
-        self.free, self.lent = [], {}
 
 
 def log_tail(job: Job) -> str:
