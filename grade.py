@@ -6,11 +6,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from torchgrade.cli import main  # noqa: E402
+from torchgrade.cli import exit_now, main  # noqa: E402
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        status = main()
     except BrokenPipeError:  # `python grade.py nb.ipynb | head` is fine
         sys.stderr.close()
-        sys.exit(0)
+        status = 0
+    except SystemExit as stop:  # argparse: --help (0) and usage errors (2)
+        status = stop.code
+    exit_now(status)

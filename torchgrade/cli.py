@@ -102,6 +102,25 @@ def emit(text: str, stream=None) -> None:
         print(text.encode(encoding, "torchgrade_escape").decode(encoding, "replace"), file=stream)
 
 
+def exit_now(status) -> None:
+    """End the command with ``status`` (an int, None for 0, or a message for 1) without tearing the interpreter
+    down: with torch loaded, Python's own finalization takes 0.5-1.4 s, a fifth of grading one notebook. The exit
+    handlers still run (the zygote's close, temporary folders, logging), and the output is flushed first."""
+    import atexit
+    import os
+
+    if isinstance(status, str):
+        print(status, file=sys.stderr)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`), or closed above
+            pass
+    atexit._run_exitfuncs()
+    os._exit(status or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     tolerant_output()
     parser = build_parser()

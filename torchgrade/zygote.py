@@ -94,8 +94,9 @@ class Zygote:
     """One zygote process, in the sandbox when ``isolation.sandbox``; ``close()`` kills it and all its runs."""
 
     def __init__(self, isolation: sandbox.Isolation, startup_timeout: float = 120.0,
-                 spawned: threading.Event | None = None):
+                 spawned: threading.Event | None = None, lean: bool = False):
         self.isolation = isolation
+        self.lean = lean  # see zygote_runtime.warm: for one notebook's two runs, ready a second sooner
         self.spawned = spawned or threading.Event()  # set once its process exists (or could not be started)
         self.dir = Path(tempfile.mkdtemp(prefix="torchgrade-zygote-"))
         os.chmod(self.dir, 0o700)
@@ -131,13 +132,14 @@ class Zygote:
 
     def _command(self, listener_fd: int, info_fd: int | None, handover: "sandbox.HandOver") -> list[str]:
         if not self.isolation.sandbox:
-            return [sys.executable, "-I", str(RUNTIME), str(listener_fd), "off"]
+            return [sys.executable, "-I", str(RUNTIME), str(listener_fd), "off"] + (["lean"] if self.lean else [])
         from .executor import kernel_environment
 
         # The runtime arrives beside the launcher through a descriptor (no host path in the box), and the zygote
         # keeps the capabilities it needs to isolate each run; every run drops them.
         return sandbox.sandbox_command(
-            self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"],
+            self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"]
+            + (["lean"] if self.lean else []),
             workdir_files=[], connection=None, tmp_size_mb=ZYGOTE_TMP_MB,
             environment=kernel_environment(sandbox.BOX_WORKDIR, tmp="/tmp"), root=os.geteuid() == 0,
             info_fd=info_fd, handover=handover,
@@ -217,7 +219,7 @@ _shared_lock = threading.Lock()
 
 
 def shared_zygote(isolation: sandbox.Isolation, replace: Zygote | None = None,
-                  spawned: threading.Event | None = None) -> Zygote:
+                  spawned: threading.Event | None = None, lean: bool = False) -> Zygote:
     """This process's zygote for an isolation (started on first use; replaced when ``replace`` is it)."""
     key = repr(isolation)
     with _shared_lock:
@@ -228,7 +230,7 @@ def shared_zygote(isolation: sandbox.Isolation, replace: Zygote | None = None,
         if current is None:
             if not _shared:
                 atexit.register(close_shared)
-            current = _shared[key] = Zygote(isolation, spawned=spawned)
+            current = _shared[key] = Zygote(isolation, spawned=spawned, lean=lean)
         return current
 
 
@@ -242,7 +244,7 @@ def start_shared_soon(sandbox_mode: str) -> None:
 
     def start() -> None:
         try:
-            shared_zygote(sandbox.isolation(sandbox_mode), spawned=spawned)
+            shared_zygote(sandbox.isolation(sandbox_mode), spawned=spawned, lean=True)
         except GradingError:
             pass
         finally:

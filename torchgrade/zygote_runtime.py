@@ -71,10 +71,14 @@ def mount(source, target, fstype, flags, data=""):
 
 # ----------------------------------------------------------------------------- the zygote
 
-def warm():
-    """Import now what every run needs, without running a torch op (a forked child would hang on its pool)."""
+def warm(lean):
+    """Import now what every run needs, without running a torch op (a forked child would hang on its pool).
+
+    ``lean`` (one notebook from the command line: two runs, then the end) leaves sympy to the first run that needs it
+    (0.3 s in that run, as in a kernel, against 0.7 s before the zygote is ready); see also serve()."""
     import torch  # noqa: F401
-    import torch.fx.experimental.symbolic_shapes  # noqa: F401 - the first autograd.grad(grad_outputs=...) imports sympy
+    if not lean:
+        import torch.fx.experimental.symbolic_shapes  # noqa: F401 - the first autograd.grad(grad_outputs=...) imports sympy
     import torch.autograd.functional  # noqa: F401
     import inspect  # noqa: F401
     import hmac  # noqa: F401
@@ -103,10 +107,11 @@ def reserve_like_a_kernel(megabytes):
                                   prot=0))  # PROT_NONE
 
 
-def serve(listener, shell):
+def serve(listener, shell, lean):
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     gc.freeze()  # keep the collector from touching (copying) the zygote's pages in every child
-    collapse_to_huge_pages()  # a fork then copies a page-table entry per 2 MiB, not per 4 KiB (3 forks a run)
+    if not lean:  # 0.3 s that the forks of a batch win back (3 forks a run, 14 ms less each); two runs do not
+        collapse_to_huge_pages()  # a fork then copies a page-table entry per 2 MiB, not per 4 KiB
     print("ready", flush=True)
     while True:
         try:
@@ -392,8 +397,9 @@ def main():
     listener = socket.socket(fileno=int(sys.argv[1]))
     if not self_test(sys.argv[2] == "sandbox"):
         return
-    shell = warm()
-    serve(listener, shell)
+    lean = sys.argv[3:] == ["lean"]
+    shell = warm(lean)
+    serve(listener, shell, lean)
 
 
 if __name__ == "__main__":
