@@ -163,7 +163,7 @@ def runs_of(zygote_pids: set[int]) -> list[int]:
 @pytest.mark.parametrize("engine", ["kernel", "warm"])
 def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick_entry, tmp_path, engine):
     """Kernel engine: the worker's kernels are its children. Warm engine: its runs are forked from the slot's zygote,
-    and each dies with the worker's end of its socket (the slot's zygote, suspect after an overrun, is replaced)."""
+    and each dies with the worker's end of its socket; the zygote, still answering, is kept for the other jobs."""
     from torchgrade.batch.worker import Job, Pool, descendants
 
     entry = quick_entry.model_copy(update={"limits": quick_entry.limits.model_copy(update={"engine": engine})})
@@ -175,6 +175,8 @@ def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick
         # the kernels or runs (and whatever they started) at that moment
         below = descendants(worker.pid) if engine == "kernel" else runs_of(pool.zygotes.pids())
         ended = finish(pool, 1, timeout=60)
+        if engine == "warm":
+            assert pool.zygotes.zygote is not None and pool.zygotes.zygote.alive()
     result = ended["slow"]
     assert result.status == "failed" and result.reason.startswith("grading took longer than 6 s and was stopped")
     time.sleep(1)
@@ -182,9 +184,9 @@ def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick
     assert below and not [pid for pid in below if process_alive(pid)]
 
 
-def test_a_warm_batch_forks_every_run_from_one_zygote_per_slot(quick_entry, tmp_path):
-    """The orphan reaper spares the slots' zygotes (in sessions of their own, like an orphan): killing them made every
-    next job start a zygote of its own, seconds each, and the slot another one."""
+def test_a_warm_batch_forks_every_run_from_one_zygote(quick_entry, tmp_path):
+    """Both slots' runs fork from one zygote, started once for the batch. The orphan reaper spares it (in a session
+    of its own, like an orphan): killing it made every next job start a zygote of its own, seconds each."""
     from conftest import needs_warm_engine
     from torchgrade.batch.worker import Job, Pool
 
@@ -199,8 +201,9 @@ def test_a_warm_batch_forks_every_run_from_one_zygote_per_slot(quick_entry, tmp_
             pool.start(Job(number, f"s{number}", SOLUTION, SOLUTION.name, tmp_path / f"{number}.json",
                            tmp_path / f"{number}.log"))
             zygotes.append(pool.zygotes.pids())
+        assert len(pool.zygotes.lent) == 2  # two jobs on one zygote at once
         graded += finish(pool, 4 - len(graded)).values()
-        assert all(zygote.alive() for zygote in pool.zygotes.free)
+        assert pool.zygotes.zygote.alive() and not pool.zygotes.lent
         zygotes.append(pool.zygotes.pids())
-    assert len(zygotes[-1]) == 2 and all(found <= zygotes[-1] for found in zygotes)
+    assert len(zygotes[-1]) == 1 and all(found == zygotes[-1] for found in zygotes)
     assert [(r.status, r.report.score) for r in graded] == [("graded", 20)] * 4

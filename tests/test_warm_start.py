@@ -1,4 +1,4 @@
-"""What makes the warm engine's batch start and fork cheap: zygotes started early and claimed once, and
+"""What makes the warm engine's batch start and fork cheap: a zygote started early and claimed once, and
 private memory folded into huge pages before anything is forked from it."""
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ import mmap
 import os
 import time
 from pathlib import Path
-
-import pytest
 
 from conftest import ROOT, needs_warm_engine, write_config, zygote_roots
 from torchgrade.hugepages import HUGE_PAGE, MADV_COLLAPSE, private_regions
@@ -85,28 +83,28 @@ def test_a_zygote_holds_its_private_memory_in_huge_pages_where_the_kernel_can():
 
 
 @needs_warm_engine
-def test_zygotes_started_early_are_claimed_by_the_batch_once_and_closed_with_the_command(tmp_path):
-    """The command line starts the slots' zygotes while the batch imports torch; the batch's pool takes them over
-    (no second start), keeps only as many as it needs, hands them on to the next assignment's batch, and the
-    command closes them at its end."""
+def test_a_zygote_started_early_is_claimed_by_the_batch_once_and_closed_with_the_command(tmp_path):
+    """The command line starts the batch's zygote while the batch imports torch; the batch's pool takes it over (no
+    second start), hands it on to the next assignment's batch, and the command closes it at its end."""
     from conftest import load_config
     from torchgrade.batch import slots
     from torchgrade.batch.worker import Job, Pool
 
     entry = load_config(write_config(tmp_path, limits__engine="warm")).assignments["computational_graph"]
     entry = slots.batch_sandbox(entry)
-    slots.start_soon(entry, 2)
+    slots.start_soon(entry)
     early = slots._early[entry.limits.sandbox]
     try:
-        with Pool(entry, "computational_graph", jobs=1, budget=300) as pool:
+        with Pool(entry, "computational_graph", jobs=2, budget=300) as pool:
             assert pool.zygotes is early
             pool.start(Job(0, "s0", SOLUTION, SOLUTION.name, tmp_path / "0.json", tmp_path / "0.log"))
-            assert pool.zygotes.count == 1  # a batch of one: the second zygote is closed, not kept idle
+            started = pool.zygotes.pids()
             deadline, ended = time.monotonic() + 240, []
             while not ended and time.monotonic() < deadline:
                 ended = pool.wait(0.5)
             kept = pool.zygotes.pids()
         assert [(r.status, r.report.score) for r in ended] == [("graded", 20)]
+        assert len(started) == 1 and kept == started  # the early zygote served the job: none was started after it
         assert slots._early[entry.limits.sandbox] is early and early.pids() == kept  # for the next batch
         assert all(alive(pid) for pid in kept)
     finally:

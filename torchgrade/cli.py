@@ -179,12 +179,12 @@ def with_engine(config, engine: str | None):
 
 
 def start_batch_soon(args: argparse.Namespace, config) -> None:
-    """A local batch starts its workers' fork server and zygotes now, while this process imports torch (a zygote
+    """A local batch starts its workers' fork server and zygote now, while this process imports torch (a zygote
     depends only on the engine and the sandbox, which the assignments of a batch usually share). Anything that
     stops the batch is left for the batch itself to meet and say."""
     if args.scheduler or (args.jobs is not None and args.jobs < 1):
         return
-    from .batch.slots import batch_sandbox, default_jobs, start_soon
+    from .batch.slots import batch_sandbox, start_soon
 
     try:
         entries = [pick_assignment(config, args.assignment)[1]] if args.assignment else config.assignments.values()
@@ -193,8 +193,7 @@ def start_batch_soon(args: argparse.Namespace, config) -> None:
     settings = {(entry.limits.engine, entry.limits.sandbox): entry
                 for entry in (batch_sandbox(with_sandbox(entry, args.sandbox)) for entry in entries)}
     if len(settings) == 1:
-        entry = next(iter(settings.values()))
-        start_soon(entry, args.jobs or default_jobs(entry.limits.engine)[0])
+        start_soon(next(iter(settings.values())))
 
 
 def with_sandbox(entry, mode: str | None):

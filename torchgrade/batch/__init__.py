@@ -300,7 +300,7 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
 
             workers = DaskPool(entry, name, scheduler, worker_budget(entry))
         else:
-            workers = Pool(entry, name, min(jobs, max(1, len(queue))), worker_budget(entry))  # a zygote per slot
+            workers = Pool(entry, name, min(jobs, max(1, len(queue))), worker_budget(entry))
         with workers as pool:
             if scheduler:  # the batch's row records how many notebooks ran at once: the cluster's threads
                 book.record_jobs(batch_id, pool.capacity)

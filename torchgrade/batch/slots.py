@@ -1,8 +1,8 @@
-"""What a local batch starts before its first job: the worker slots' zygotes and the fork server.
+"""What a local batch starts before its first job: the workers' warm zygote and the fork server.
 
 Both take seconds (each imports torch), so they start at once and as early as possible: the command
 line starts them (``start_soon``) before the batch's own process imports torch, and the pool takes
-them over (``claim``). Nothing here imports torch.
+the zygote over (``claim``). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -71,30 +71,31 @@ def fork_server_context():
     return context
 
 
-class ZygoteSlots:
-    """One warm zygote per worker slot (engine: warm), lent to one job at a time.
+class BatchZygote:
+    """One warm zygote for all the worker slots of a local batch (engine: warm), as a Dask worker's threads share
+    its zygote: a zygote serves several runs at once (it only forks), so a second one would cost its start (torch,
+    IPython, sympy: 3-4 s of CPU) and its memory (about 170 MiB of its own) for nothing.
 
-    All slots' zygotes start at once, in the background (``start_soon``); the first ``take`` waits for them.
-    A zygote that no longer answers when its job ends (or whose job overran its budget) is replaced."""
+    It starts in the background (``start_soon``); the first ``take`` waits for it. A zygote that no longer answers
+    when a job ends is closed, and the next ``take`` starts another."""
 
-    def __init__(self, config: AssignmentConfig, slots: int):
-        self.mode, self.wanted, self.slots = config.limits.sandbox, config.limits.engine == "warm", slots
-        self.free: list = []
-        self.lent: dict[int, object] = {}
+    def __init__(self, config: AssignmentConfig):
+        self.mode, self.wanted = config.limits.sandbox, config.limits.engine == "warm"
+        self.zygote = None
+        self.lent: set[int] = set()  # the jobs running on it
         self.starting: threading.Thread | None = None
         self.failure: Exception | None = None
 
     @property
     def count(self) -> int:
-        """Zygotes running: free or lent."""
-        return len(self.free) + len(self.lent)
+        """Zygotes running: 0 or 1."""
+        return int(self.zygote is not None)
 
-    def start_soon(self, minimum: int = 0, wait_spawned: bool = False) -> None:
-        """Start the missing zygotes (at least ``minimum``) in a thread; returns at once, or (``wait_spawned``) once
-        their processes exist: a caller about to import torch holds the GIL for seconds, and would stall the start
+    def start_soon(self, wait_spawned: bool = False) -> None:
+        """Start the zygote in a thread, unless it runs or is starting; returns at once, or (``wait_spawned``) once
+        its process exists: a caller about to import torch holds the GIL for seconds, and would stall the start
         before it got that far."""
-        missing = max(minimum, self.slots - self.count)
-        if not self.wanted or self.starting is not None or missing < 1:
+        if not self.wanted or self.starting is not None or self.zygote is not None:
             return
         from ..fork_executor import warm_problem
         from ..zygote import WarmUnavailable
@@ -104,45 +105,40 @@ class ZygoteSlots:
         if problem:
             self.failure = WarmUnavailable(problem)
             return
-
-        spawned = [threading.Event() for _ in range(missing)]
+        spawned = threading.Event()
 
         def start() -> None:
+            from ..sandbox import isolation
+            from ..zygote import Zygote
+
             try:
-                self._start(spawned)
+                self.zygote = Zygote(isolation(self.mode), spawned=spawned)
             except Exception as failure:  # noqa: BLE001 - met and said by take()
                 self.failure = failure
             finally:
-                for event in spawned:
-                    event.set()
+                spawned.set()
 
-        self.starting = threading.Thread(target=start, name="torchgrade-zygote-slots", daemon=True)
+        # its own thread: a zygote's keeper thread (which bwrap --die-with-parent follows) must outlive this call
+        self.starting = threading.Thread(target=start, name="torchgrade-batch-zygote", daemon=True)
         self.starting.start()
-        for event in spawned if wait_spawned else ():
-            event.wait(10)
+        if wait_spawned:
+            spawned.wait(10)
 
-    def _finish_start(self, minimum: int = 0) -> None:
-        """Wait for the zygotes being started (starting them first, when none are)."""
+    def _finish_start(self) -> None:
+        """Wait for the zygote being started (starting it first, when it is not)."""
         if self.starting is None:
-            self.start_soon(minimum)
+            self.start_soon()
         if self.starting is not None:
             self.starting.join()
             self.starting = None
 
-    def resize(self, slots: int) -> None:
-        """Keep at most ``slots`` zygotes (a batch with fewer notebooks than the slots started early)."""
-        self.slots = slots
-        if self.starting is not None:
-            self._finish_start()
-        while self.count > slots and self.free:
-            self.free.pop().close()
-
     def take(self, job: int):
+        """The zygote's client for this job; None (said once) where the warm engine cannot work."""
         if not self.wanted:
             return None
-        if not self.free:
-            self._finish_start(minimum=1)  # the early start, or a replacement for a zygote that was closed
-        if not self.free:
+        if self.zygote is None:
+            self._finish_start()  # the early start, or a replacement for a zygote that was closed
+        if self.zygote is None:
             from ..fork_executor import say_fallback
             from ..zygote import WarmUnavailable, ZygoteFailure
 
@@ -152,84 +148,65 @@ class ZygoteSlots:
             say_fallback(f"the warm engine is unavailable ({reason})")
             self.wanted = False
             return None
-        zygote = self.free.pop()
-        self.lent[job] = zygote
-        return zygote.client
-
-    def _start(self, spawned: list[threading.Event]) -> None:
-        """Start a zygote per event at once (each event is set once its process exists); they are free when this
-        returns (so none is ever reaped half-started)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ..sandbox import isolation
-        from ..zygote import Zygote
-
-        # a zygote's keeper thread (which bwrap --die-with-parent follows) is its own, not this pool's
-        where = isolation(self.mode)
-        with ThreadPoolExecutor(max_workers=len(spawned), thread_name_prefix="torchgrade-zygote-start") as pool:
-            futures = [pool.submit(Zygote, where, spawned=event) for event in spawned]
-        for future in futures:
-            if future.exception() is None:
-                self.free.append(future.result())
-        for future in futures:
-            future.result()  # raises the first failure (the started ones are closed with the others)
+        self.lent.add(job)
+        return self.zygote.client
 
     def give_back(self, job: int, suspect: bool = False) -> None:
-        zygote = self.lent.pop(job, None)
-        if zygote is None:
+        """A job ended (``suspect``: it overran its budget). Its runs died with its worker's sockets; the zygote is
+        kept if it still answers, since other jobs' runs may be forking from it."""
+        if job not in self.lent:
             return
-        if suspect or not zygote.alive():
-            zygote.close()
-        else:
-            self.free.append(zygote)
+        self.lent.discard(job)
+        if self.zygote is not None and not self.zygote.alive():
+            self.zygote.close()
+            self.zygote = None
 
     def pids(self) -> set[int]:
-        """The processes this batch started for its zygotes (each a bwrap, or the zygote itself without a sandbox)."""
-        return {zygote.process.pid for zygote in self.free + list(self.lent.values()) if zygote.process is not None}
+        """The process this batch started for its zygote (a bwrap, or the zygote itself without a sandbox)."""
+        process = self.zygote.process if self.zygote is not None else None
+        return {process.pid} if process is not None else set()
 
     def close(self) -> None:
         if self.starting is not None:
             self.starting.join()
             self.starting = None
-        for zygote in self.free + list(self.lent.values()):
-            zygote.close()
-        self.free, self.lent = [], {}
+        if self.zygote is not None:
+            self.zygote.close()
+        self.zygote, self.lent = None, set()
 
 
 # ------------------------------------------------------------------ started early by the command line
 
-_early: dict[str, ZygoteSlots] = {}
+_early: dict[str, BatchZygote] = {}
 
 
-def start_soon(entry: AssignmentConfig, slots: int) -> None:
-    """Start the fork server and (engine: warm) the slots' zygotes now, for the batch that follows to claim."""
+def start_soon(entry: AssignmentConfig) -> None:
+    """Start the fork server and (engine: warm) the batch's zygote now, for the batch that follows to claim."""
     fork_server_context()
-    if entry.limits.engine == "warm" and not _early:
-        early = ZygoteSlots(entry, slots)
+    if entry.limits.engine == "warm" and entry.limits.sandbox not in _early:
+        early = BatchZygote(entry)
         early.start_soon(wait_spawned=True)
         _early[entry.limits.sandbox] = early
         atexit.register(close_unclaimed)
 
 
-def claim(entry: AssignmentConfig, slots: int) -> ZygoteSlots:
-    """The zygotes started early for this sandbox mode (resized to ``slots``), or new ones."""
+def claim(entry: AssignmentConfig) -> BatchZygote:
+    """The zygote started early for this sandbox mode, or a new one (started by the pool)."""
     early = _early.pop(entry.limits.sandbox, None) if entry.limits.engine == "warm" else None
     if early is None:
-        return ZygoteSlots(entry, slots)
-    early.resize(slots)
+        return BatchZygote(entry)
     early.early = True
     return early
 
 
-def release(zygotes: ZygoteSlots) -> None:
-    """A pool's zygotes when its batch ends: kept for the next assignment's batch when the command line started
-    them (``close_unclaimed`` ends them with the command), else closed."""
-    if getattr(zygotes, "early", False) and zygotes.wanted and zygotes.mode not in _early:
-        for job in list(zygotes.lent):  # a job stopped mid-run (the batch was interrupted): not to be trusted
-            zygotes.give_back(job, suspect=True)
-        _early[zygotes.mode] = zygotes
+def release(zygote: BatchZygote) -> None:
+    """A pool's zygote when its batch ends: kept for the next assignment's batch when the command line started it
+    (``close_unclaimed`` ends it with the command), else closed."""
+    if getattr(zygote, "early", False) and zygote.wanted and zygote.mode not in _early:
+        zygote.lent.clear()  # the batch's workers are gone, and their runs with them
+        _early[zygote.mode] = zygote
     else:
-        zygotes.close()
+        zygote.close()
 
 
 def close_unclaimed() -> None:

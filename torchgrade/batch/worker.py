@@ -136,7 +136,7 @@ def grade_in_worker(config_json: str, name: str, path: str, shown: str, result_p
 
 
 def executor_for(entry: AssignmentConfig, zygote):
-    """The batch slot's warm zygote when it has one (a ZygoteClient); else the configured engine."""
+    """The batch's warm zygote when it has one (a ZygoteClient); else the configured engine."""
     from ..fork_executor import FallbackExecutor, WarmExecutor, make_executor
 
     if zygote is not None:
@@ -198,7 +198,7 @@ class Pool:
         self.budget = budget
         self.context = None
         self.running: dict[int, tuple[Job, multiprocessing.process.BaseProcess, float]] = {}
-        self.zygotes = claim(config, self.jobs)  # started early by the command line, or now
+        self.zygotes = claim(config)  # one zygote for every slot: started early by the command line, or now
         self.initial_children: set[int] = set()
         self.subreaper = False
         self.started = 0
@@ -206,7 +206,7 @@ class Pool:
     def __enter__(self) -> "Pool":
         self.initial_children = set(self._children())
         self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        self.zygotes.start_soon()  # the zygotes and the fork server start side by side
+        self.zygotes.start_soon()  # the zygote and the fork server start side by side
         self.context = fork_server_context()
         return self
 
@@ -236,8 +236,8 @@ class Pool:
     def reap_orphans(self) -> int:
         """Kill and reap processes adopted from dead workers (kernels a submission left behind).
 
-        The slots' zygotes are children of this process in sessions of their own, like an orphan: they are spared
-        (killing them made every next job start a zygote of its own, seconds each)."""
+        The batch's zygote is a child of this process in a session of its own, like an orphan: it is spared
+        (killing it made every next job start a zygote of its own, seconds each)."""
         ours = os.getpgrp()
         killed = 0
         spared = self.initial_children | self.zygotes.pids()
