@@ -154,17 +154,17 @@ def runs_of(zygote_pids: set[int]) -> list[int]:
     """The processes of the runs forked from these zygotes (each zygote's descendants; a run's processes are forks
     of the zygote, so the zygote is the one whose parent is not one of them)."""
     from conftest import zygote_roots
-    from torchgrade.batch.worker import descendants
+    from torchgrade.processes import descendants
 
-    below = {pid for zygote in zygote_pids for pid in descendants(zygote)}
-    return [pid for zygote in zygote_roots(below) for pid in descendants(zygote)]
+    return list(descendants(zygote_roots(descendants(zygote_pids))))
 
 
 @pytest.mark.parametrize("engine", ["kernel", "warm"])
 def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick_entry, tmp_path, engine):
     """Kernel engine: the worker's kernels are its children. Warm engine: its runs are forked from the slot's zygote,
     and each dies with the worker's end of its socket; the zygote, still answering, is kept for the other jobs."""
-    from torchgrade.batch.worker import Job, Pool, descendants
+    from torchgrade.batch.worker import Job, Pool
+    from torchgrade.processes import descendants
 
     entry = quick_entry.model_copy(update={"limits": quick_entry.limits.model_copy(update={"engine": engine})})
     path = sleeper(tmp_path)
@@ -173,7 +173,7 @@ def test_a_worker_over_its_time_budget_is_stopped_with_everything_below_it(quick
         worker = next(iter(pool.running.values()))[1]
         time.sleep(4.5)
         # the kernels or runs (and whatever they started) at that moment
-        below = descendants(worker.pid) if engine == "kernel" else runs_of(pool.zygotes.pids())
+        below = list(descendants({worker.pid})) if engine == "kernel" else runs_of(pool.zygotes.pids())
         ended = finish(pool, 1, timeout=60)
         if engine == "warm":
             assert pool.zygotes.zygote is not None and pool.zygotes.zygote.alive()

@@ -64,13 +64,13 @@ def anon_huge_bytes(pid: int) -> int:
 @needs_warm_engine
 def test_a_zygote_holds_its_private_memory_in_huge_pages_where_the_kernel_can():
     """A fork copies a page-table entry per page: collapsed, a zygote forks a run in about a third of the time."""
-    from torchgrade.batch.worker import descendants
+    from torchgrade.processes import descendants
     from torchgrade.sandbox import isolation
     from torchgrade.zygote import Zygote
 
     zygote = Zygote(isolation("auto"))
     try:
-        runtime = list(zygote_roots([zygote.process.pid] + descendants(zygote.process.pid)))
+        runtime = list(zygote_roots({zygote.process.pid} | descendants({zygote.process.pid})))
         assert len(runtime) == 1
         huge = anon_huge_bytes(runtime[0])
         if kernel_collapses():

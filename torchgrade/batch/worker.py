@@ -30,6 +30,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .. import processes
 from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
 from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
@@ -146,30 +147,10 @@ def executor_for(entry: AssignmentConfig, zygote):
 
 # ------------------------------------------------------------------- in the batch process
 
-def descendants(pid: int) -> list[int]:
-    """Every living process below pid (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields_ = handle.read().rsplit(b")", 1)[1].split()
-            children.setdefault(int(fields_[1]), []).append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 def kill_tree(pid: int) -> None:
     """Kill a process, everything below it and their process groups (never our own group)."""
     ours = os.getpgrp()
-    victims = descendants(pid) + [pid]
+    victims = list(processes.descendants({pid})) + [pid]
     groups = set()
     for victim in victims:
         try:
@@ -222,16 +203,7 @@ class Pool:
 
     def _children(self) -> list[int]:
         me = os.getpid()
-        found = []
-        for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", "rb") as handle:
-                        if int(handle.read().rsplit(b")", 1)[1].split()[1]) == me:
-                            found.append(int(entry))
-                except (OSError, IndexError, ValueError):
-                    continue
-        return found
+        return [pid for pid in processes.proc_pids() if processes.parent_pid(pid) == me]
 
     def reap_orphans(self) -> int:
         """Kill and reap processes adopted from dead workers (kernels a submission left behind).
