@@ -269,6 +269,7 @@ class Run:
     def run_cells(self) -> None:
         cells, limits, result = self.cells, self.limits, self.result
         index = 0
+        folder = str(self.workdir.resolve())  # an error's text names it (scrubbed); once a run, not once a cell
         while index < len(cells):
             left = limits.notebook_timeout - (time.monotonic() - self.started)
             if left <= 0:
@@ -294,7 +295,7 @@ class Run:
                     index = self.resume_after_death(index)
                     continue
             else:
-                run.record_error(done.get("error_name", ""), done.get("error_value", ""), str(self.workdir.resolve()))
+                run.record_error(done.get("error_name", ""), done.get("error_value", ""), folder)
                 run.status = "error" if run.error_name else "ok"
                 run.truncated = bool(done.get("truncated"))
                 NbclientExecutor._explain_error(cells[index], run, limits, result)

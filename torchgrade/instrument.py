@@ -25,6 +25,7 @@ from .evidence import Drawn
 from .authoring import without_self_check
 from .executor import PlannedCell
 from .locate import Layout, StudentCell
+from .zygote_io import probe_definition
 
 PROBE_SOURCE = Path(__file__).with_name("probe_kernel.py").read_text(encoding="utf-8")
 PROBE_SETTINGS = {"max_values": 200_000, "max_snapshot_values": 200_000, "max_nodes": 20_000, "max_calls_per_task": 200}
@@ -46,7 +47,7 @@ class Plan:
 def prelude_source() -> str:
     """The probe as one string, compiled from source by the cell: IPython compiles a cell's AST node by node, 0.3 s
     for the probe's 700 lines in every run of either engine; from source it takes 0.01 s, and it defines the same."""
-    return (f"exec(compile({PROBE_SOURCE!r}, '<torchgrade probe>', 'exec'))\n"
+    return (probe_definition(PROBE_SOURCE) +
             f"__torchgrade__ = _torchgrade_install({json.dumps(PROBE_SETTINGS)})\n"
             "del _torchgrade_install\n")
 

@@ -18,14 +18,17 @@ def proc_pids() -> list[int]:
 
 
 def status_uids(pid: int) -> tuple[int, ...]:
+    """The real, effective, saved and filesystem uids (read in one call: a run's end scans every process twice)."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"Uid:"):
-                    return tuple(int(v) for v in line.split()[1:])
+        handle = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+        try:
+            data = os.read(handle, 4096)  # "Uid:" is the ninth line of about fifty
+        finally:
+            os.close(handle)
+        start = data.index(b"\nUid:") + len(b"\nUid:")
+        return tuple(int(v) for v in data[start:data.index(b"\n", start)].split())
     except (OSError, ValueError):
-        pass
-    return ()
+        return ()
 
 
 def parent_pid(pid: int) -> int | None:

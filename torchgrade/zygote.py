@@ -34,7 +34,8 @@ from .errors import GradingError
 
 RUNTIME = Path(__file__).with_name("zygote_runtime.py")
 BOX_RUNTIME = f"{sandbox.BOX_RUN}/zygote_runtime.py"
-RUNTIME_FILES = (RUNTIME, RUNTIME.with_name("zygote_io.py"), RUNTIME.with_name("hugepages.py"))  # bound side by side
+RUNTIME_FILES = tuple(RUNTIME.with_name(name) for name in  # bound side by side
+                      (RUNTIME.name, "zygote_io.py", "hugepages.py", "probe_kernel.py"))
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL")
 ZYGOTE_TMP_MB = 16
 
@@ -131,15 +132,15 @@ class Zygote:
         self._stop.wait()
 
     def _command(self, listener_fd: int, info_fd: int | None, handover: "sandbox.HandOver") -> list[str]:
+        lean = ["lean"] if self.lean else []
         if not self.isolation.sandbox:
-            return [sys.executable, "-I", str(RUNTIME), str(listener_fd), "off"] + (["lean"] if self.lean else [])
+            return [sys.executable, "-I", str(RUNTIME), str(listener_fd), "off"] + lean
         from .executor import kernel_environment
 
         # The runtime arrives beside the launcher through a descriptor (no host path in the box), and the zygote
         # keeps the capabilities it needs to isolate each run; every run drops them.
         return sandbox.sandbox_command(
-            self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"]
-            + (["lean"] if self.lean else []),
+            self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"] + lean,
             workdir_files=[], connection=None, tmp_size_mb=ZYGOTE_TMP_MB,
             environment=kernel_environment(sandbox.BOX_WORKDIR, tmp="/tmp"), root=os.geteuid() == 0,
             info_fd=info_fd, handover=handover,

@@ -1,7 +1,7 @@
 """What student code in a forked run talks to: the IPython shell, and a kernel's session and streams.
 
 Part of the warm engine's runtime (see zygote_runtime.py), bound read-only beside it at
-/run/torchgrade/ in the sandbox; not imported by the grader. As in ipykernel, stdout, stderr,
+/run/torchgrade/ in the sandbox. The grader imports only ``probe_definition`` from it (standard library only). As in ipykernel, stdout, stderr,
 displays, results and errors are messages passed to ``kernel.session.send``; the ``Outbox``
 keeps what grading needs (a kept cell's stdout, bounded; the cell's first error) and measures
 each message as it would travel from a kernel, so that both engines drop the same ones.
@@ -25,6 +25,14 @@ MAX_FRAME = 64 * 2**20
 FLUSH_INTERVAL = 0.2  # ipykernel's OutStream.flush_interval
 EXIT_DELAY = 0.1  # after exit(), ipykernel stops its loop this much later
 PIPE_BUFFER_SIZE = 1000  # what ipykernel reads at a time from a captured file descriptor
+PROBE_NAME = "<torchgrade probe>"
+
+
+def probe_definition(source):
+    """The prelude's first line: it defines the probe from its source. The grader writes it (instrument.py) and a
+    forked run recognises it, so that the zygote compiles the probe once instead of every run compiling it (and
+    ipykernel hashing its 35 KB for the cell's name): about 20 ms of CPU a run."""
+    return f"exec(compile({source!r}, {PROBE_NAME!r}, 'exec'))\n"
 
 
 def send_frame(sock, kind, payload=b""):

@@ -4,6 +4,9 @@ The fork server (``multiprocessing``'s, started by ``slots.fork_server_context``
 the batch's own process never imports it.
 """
 
+import gc
+
+from .. import fork_executor  # noqa: F401 - the warm engine's grader side, which every warm worker imports
 from ..hugepages import collapse_to_huge_pages
 from ..pipeline import warm_references
 from ..sandbox import probe_sandbox
@@ -23,4 +26,5 @@ def warm_validator() -> None:
 warm_validator()
 warm_references()  # the references' first autograd.grad imports sympy (about 1 s of CPU)
 probe_sandbox()  # whether bubblewrap works: a test sandbox (0.1-0.3 s); workers inherit the answer
+gc.freeze()  # a worker's collections then leave the fork server's objects (and their pages) alone: no copy-on-write
 collapse_to_huge_pages()  # a worker per submission is forked from here: cheaper from 2 MiB pages
