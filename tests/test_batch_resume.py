@@ -207,3 +207,58 @@ def test_a_warm_batch_forks_every_run_from_one_zygote(quick_entry, tmp_path):
         zygotes.append(pool.zygotes.pids())
     assert len(zygotes[-1]) == 1 and all(found == zygotes[-1] for found in zygotes)
     assert [(r.status, r.report.score) for r in graded] == [("graded", 20)] * 4
+
+
+def warm_pool_entry(quick_entry):
+    from conftest import needs_warm_engine
+
+    if needs_warm_engine.args[0]:
+        pytest.skip(needs_warm_engine.kwargs["reason"])
+    return quick_entry.model_copy(update={"limits": quick_entry.limits.model_copy(update={"engine": "warm"})})
+
+
+def test_a_warm_worker_grades_its_jobs_one_after_another_each_as_if_alone(quick_entry, tmp_path, monkeypatch):
+    """A warm worker grades several submissions in turn (a process per submission cost about 30 ms of CPU): a wrong
+    notebook before or after does not change a correct one's report, each job has its own peak memory, and after
+    JOBS_PER_WORKER jobs a fresh worker takes over."""
+    from torchgrade.batch import worker
+    from torchgrade.batch.worker import Job, Pool
+
+    entry = warm_pool_entry(quick_entry)
+    monkeypatch.setitem(worker.JOBS_PER_WORKER, "warm", 3)
+    wrong = CORPUS / "missing_retain_graph.ipynb"
+    order = [wrong, SOLUTION, wrong, SOLUTION]
+    pids, results = [], []
+    with Pool(entry, "computational_graph", jobs=1, budget=300) as pool:
+        for number, path in enumerate(order):
+            pool.start(Job(number, f"s{number}", path, path.name, tmp_path / f"{number}.json", tmp_path / f"{number}.log"))
+            pids.append(next(iter(pool.running.values()))[1].pid)
+            results += finish(pool, 1).values()
+        assert len(pool.idle) == 1  # the fourth job's worker, waiting for a fifth
+    assert pids[0] == pids[1] == pids[2] != pids[3]
+    assert [r.status for r in results] == ["graded"] * 4
+    failing = [sorted(c.id for t in r.report.tasks for c in t.checks if not c.passed) for r in results]
+    assert failing == [["t5_grad_values", "t5_retain_graph"], [], ["t5_grad_values", "t5_retain_graph"], []]  # MANIFEST
+    assert [r.report.score for r in results][1::2] == [20, 20]
+    assert results[0].report.tasks == results[2].report.tasks and results[1].report.tasks == results[3].report.tasks
+    assert results[0].report.flags == results[2].report.flags and results[1].report.notes == results[3].report.notes
+    assert all(r.worker_peak_rss_kb > 10_000 for r in results)
+    assert not process_alive(pids[0]) and not process_alive(pids[3])  # retired, and closed with the pool
+
+
+def test_a_worker_that_died_while_waiting_for_a_job_is_replaced(quick_entry, tmp_path):
+    """Killed between two jobs (the OOM killer, an administrator): the next job goes to a fresh worker."""
+    from torchgrade.batch.worker import Job, Pool
+
+    entry = warm_pool_entry(quick_entry)
+    with Pool(entry, "computational_graph", jobs=1, budget=300) as pool:
+        pool.start(Job(0, "first", SOLUTION, SOLUTION.name, tmp_path / "0.json", tmp_path / "0.log"))
+        first = finish(pool, 1)["first"]
+        idle = pool.idle[0][0]
+        os.kill(idle.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        pool.start(Job(1, "second", SOLUTION, SOLUTION.name, tmp_path / "1.json", tmp_path / "1.log"))
+        replacement = next(iter(pool.running.values()))[1]
+        second = finish(pool, 1)["second"]
+    assert replacement.pid != idle.pid
+    assert [(r.status, r.report.score) for r in (first, second)] == [("graded", 20), ("graded", 20)]

@@ -73,7 +73,7 @@ class WarmZygote(WorkerPlugin):
 
 def grade_task(config_json: str, name: str, filename: str, content: bytes, shown: str) -> str:
     """A Dask task: grade one notebook on this worker; the result as JSON text (what a local worker writes)."""
-    from .batch.worker import grade_to_data
+    from .batch.grading import grade_to_data
     from .config import AssignmentConfig
     from .sanitize import no_surrogates
 

@@ -5,7 +5,7 @@ the batch (decisions, resume, --force, re-scoring, the gradebook, exports, progr
 same code either way; only where a notebook runs changes (docs/dask.md):
 
 - one task per submission; the task (``torchgrade.dask_worker.grade_task``) carries the
-  notebook's bytes and plain settings, and grades it with ``worker.grade_to_data`` in the Dask
+  notebook's bytes and plain settings, and grades it with ``grading.grade_to_data`` in the Dask
   worker, with that worker's warm zygote;
 - each worker keeps one zygote (``WarmZygote``, a WorkerPlugin), started on first use and
   replaced when it stops answering;
