@@ -2,7 +2,7 @@
 
 Not imported by the grader. Started as ``python -I zygote_runtime.py LISTEN_FD`` (inside the
 bubblewrap sandbox, bound read-only at /run/torchgrade/ beside kernel_launcher.py, whose
-lock-down functions it reuses, and zygote_io.py, what the cells talk to). It imports torch,
+lock-down functions run_lockdown.py reuses for each run, and zygote_io.py, what the cells talk to). It imports torch,
 IPython and what autograd imports lazily, builds one pristine ``InteractiveShell`` and never
 runs student code itself. Then it waits on the grader's listening socket. Each request carries two sockets of a new run (``ctl`` for
 cells and results, ``mon`` for the run's supervisor) and is served by a fork:
@@ -42,7 +42,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from hugepages import collapse_to_huge_pages  # noqa: E402
-import kernel_launcher  # noqa: E402 - bound beside this file; its lock-down functions are reused as they are
+from run_lockdown import check, lock_down  # noqa: E402
 from zygote_io import (PROBE_NAME, Kernel, Outbox, Output, Session, like_a_kernel, make_shell,  # noqa: E402
                        probe_definition, recv_frame, send_frame)
 
@@ -52,16 +52,10 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 24, 47, 4
+PR_SET_PDEATHSIG = 1
 WORKDIR = "/tmp/work"
 
 libc = ctypes.CDLL(None, use_errno=True)
-
-
-def check(result, what):
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
 def mount(source, target, fstype, flags, data=""):
@@ -104,22 +98,6 @@ def run_cell(shell, source):
         exec(PROBE[1], shell.user_ns)  # noqa: S102 - the grader's own probe, bound read-only beside this file
         source = source[len(PROBE[0]):]
     shell.run_cell(source, store_history=False)
-
-
-RESERVED = []
-
-
-def reserve_like_a_kernel(megabytes):
-    """Leave the student the room under RLIMIT_AS that a kernel leaves: a forked run starts with half a kernel's
-    address space (no ipykernel threads and their malloc arenas), so the difference is reserved, inaccessible."""
-    import mmap
-
-    with open("/proc/self/status") as handle:
-        size = next(int(line.split()[1]) for line in handle if line.startswith("VmSize:")) * 1024
-    missing = megabytes * 2**20 - size
-    if missing > 0:
-        RESERVED.append(mmap.mmap(-1, missing, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0x4000),
-                                  prot=0))  # PROT_NONE
 
 
 def serve(listener, shell, lean):
@@ -300,34 +278,6 @@ def be_init(ctl, settings, shell):
 
 
 # ----------------------------------------------------------------------------- the runner
-
-def lock_down(settings):
-    """What kernel_launcher does before a kernel starts, in the same order, with the capabilities a kernel has.
-
-    A kernel in bwrap, or with a uid of its own, has none; one started as root without the sandbox keeps root's
-    (kernel_launcher drops none, the grader warns loudly): a run does the same, so both engines let a student do
-    the same things. The zygote's own capabilities (kept to isolate runs) never reach a run in the sandbox."""
-    limits = dict(settings["rlimits"])
-    soft, hard = limits["cpu_seconds"]
-    # The run's own start-up (the probe) gets the launcher's allowance; the probe then tightens it.
-    limits["cpu_seconds"] = [soft + kernel_launcher.STARTUP_CPU_SECONDS, hard + kernel_launcher.STARTUP_CPU_SECONDS]
-    sys._torchgrade_cpu_budget = (soft, hard)
-    reserve_like_a_kernel(settings.get("kernel_address_space_mb", 0))
-    kernel_launcher.apply_limits(limits)
-    drop = settings["sandbox"] or settings.get("uid") is not None
-    if drop:  # the bounding set first: dropping it needs CAP_SETPCAP, which the uid change takes away
-        for capability in range(64):
-            if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: no more
-                break
-        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    if settings.get("uid") is not None:
-        kernel_launcher.drop_privileges(settings["uid"], settings["gid"])
-    if drop:
-        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-        data = (ctypes.c_uint32 * 6)()
-        check(libc.capset(header, data), "capset")
-    kernel_launcher.no_new_privileges()
-
 
 def run(ctl, settings, shell):
     code = 0
