@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ASSIGNMENT, CORPUS, ROOT
-from torchgrade.batch.gradebook import SCHEMA, Gradebook, Outcome, RosterStudent
+from torchgrade.batch.gradebook import Gradebook, Outcome, RosterStudent
+from torchgrade.batch.gradebook_schema import SCHEMA
 from torchgrade.batch.integrity import code_hash, normalised_code
 from torchgrade.batch.late import lateness
 from torchgrade.batch.publish import export_gradebook
