@@ -48,7 +48,9 @@ def test_a_killed_batch_resumes_without_losing_or_duplicating_rows(tmp_path):
     archive = tmp_path / "class.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         bundle.write(SOLUTION, "hw1/alice.ipynb")
-        bundle.write(CORPUS / "wrong_function.ipynb", "hw1/bob.ipynb")
+        # bob's grading takes seconds: the batch is still grading him when alice's row is seen (a warm worker
+        # grades the next notebook within a tenth of a second, before a poll could see one row and not two)
+        bundle.write(sleeper(tmp_path, CORPUS / "wrong_function.ipynb", seconds=4), "hw1/bob.ipynb")
         bundle.writestr("hw1/notes.txt", "not a notebook")
     config = write_config(tmp_path, limits__cell_timeout=30, limits__notebook_timeout=120)
     output = tmp_path / "out"
@@ -109,13 +111,14 @@ def quick_entry(tmp_path_factory):
     return load_config(write_config(directory, limits__cell_timeout=30)).assignments["computational_graph"]
 
 
-def sleeper(tmp_path: Path) -> Path:
+def sleeper(tmp_path: Path, source: Path = SOLUTION, seconds: int = 25) -> Path:
+    """The notebook with a pause at the top of task 1 (its checks and points are unchanged)."""
     import nbformat
 
-    notebook = nbformat.read(SOLUTION, as_version=4)
+    notebook = nbformat.read(source, as_version=4)
     cell = next(c for c in notebook.cells if c.source.startswith("# TASK 1"))
-    cell.source = "# TASK 1\nimport time\ntime.sleep(25)\n" + cell.source
-    path = tmp_path / "sleeper.ipynb"
+    cell.source = f"# TASK 1\nimport time\ntime.sleep({seconds})\n" + cell.source
+    path = tmp_path / f"sleeper-{source.stem}.ipynb"
     nbformat.write(notebook, path)
     return path
 
@@ -254,7 +257,7 @@ def test_a_worker_that_died_while_waiting_for_a_job_is_replaced(quick_entry, tmp
     with Pool(entry, "computational_graph", jobs=1, budget=300) as pool:
         pool.start(Job(0, "first", SOLUTION, SOLUTION.name, tmp_path / "0.json", tmp_path / "0.log"))
         first = finish(pool, 1)["first"]
-        idle = pool.idle[0][0]
+        idle = pool.idle[0].process
         os.kill(idle.pid, signal.SIGKILL)
         time.sleep(0.5)
         pool.start(Job(1, "second", SOLUTION, SOLUTION.name, tmp_path / "1.json", tmp_path / "1.log"))

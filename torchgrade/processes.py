@@ -17,17 +17,26 @@ def proc_pids() -> list[int]:
         return []
 
 
-def status_uids(pid: int) -> tuple[int, ...]:
-    """The real, effective, saved and filesystem uids (read in one call: a run's end scans every process twice)."""
+def status_field(pid: int | str, key: str) -> list[bytes]:
+    """A field of /proc/PID/status (``pid`` may be "self"), split; [] when it cannot be read. Read in one call:
+    a run's end scans every process's uids twice."""
     try:
         handle = os.open(f"/proc/{pid}/status", os.O_RDONLY)
         try:
-            data = os.read(handle, 4096)  # "Uid:" is the ninth line of about fifty
+            data = os.read(handle, 8192)  # the whole file: about fifty short lines
         finally:
             os.close(handle)
-        start = data.index(b"\nUid:") + len(b"\nUid:")
-        return tuple(int(v) for v in data[start:data.index(b"\n", start)].split())
+        start = data.index(f"\n{key}:".encode()) + len(key) + 2
+        return data[start:data.index(b"\n", start)].split()
     except (OSError, ValueError):
+        return []
+
+
+def status_uids(pid: int) -> tuple[int, ...]:
+    """The real, effective, saved and filesystem uids."""
+    try:
+        return tuple(int(v) for v in status_field(pid, "Uid"))
+    except ValueError:
         return ()
 
 

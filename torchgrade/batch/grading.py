@@ -13,6 +13,7 @@ import time
 import traceback
 from dataclasses import replace
 
+from .. import processes
 from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
 from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
@@ -22,7 +23,7 @@ from ..zygote import ZygoteClient
 PR_SET_PDEATHSIG = 1
 
 
-def _prctl(option: int, value: int) -> bool:
+def prctl(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -70,7 +71,7 @@ def grade_to_data(config_json: str, name: str, path: str, shown: str, zygote=Non
 def serve_jobs(link, config_json: str, name: str, batch_pid: int) -> None:
     """The worker process's whole life: grade each job the batch sends on ``link``, one at a time, until it closes."""
     os.setsid()
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() in (1, batch_pid):  # the fork server died before the line above took effect
         os._exit(1)
     while True:
@@ -115,14 +116,8 @@ def reset_peak_memory() -> None:
 
 def peak_memory_kb() -> int:
     """This process's peak resident set since ``reset_peak_memory`` (or since it started), in KiB."""
-    try:
-        with open("/proc/self/status", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = processes.status_field("self", "VmHWM")  # ["123456", "kB"]
+    return int(found[0]) if found else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def executor_for(entry: AssignmentConfig, zygote):

@@ -35,7 +35,7 @@ from pathlib import Path
 from .. import processes
 from ..config import AssignmentConfig
 from ..results import GradeReport
-from .grading import _prctl, serve_jobs
+from .grading import prctl, serve_jobs
 from .slots import claim, fork_server_context, release
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -72,6 +72,22 @@ class WorkerResult:
 
 # ------------------------------------------------------------------- in the batch process
 
+@dataclass
+class Worker:
+    """A worker process, our end of its job pipe, and how many jobs it was given."""
+
+    process: multiprocessing.process.BaseProcess
+    link: multiprocessing.connection.Connection
+    served: int = 0
+
+    def heard_done(self) -> bool:
+        """Whether it answered "done" (it lives, and may take another job); False once it died mid-job."""
+        try:
+            return self.link.poll() and self.link.recv_bytes() == b"done"
+        except (EOFError, OSError):
+            return False
+
+
 def kill_tree(pid: int) -> None:
     """Kill a process, everything below it and their process groups (never our own group)."""
     ours = os.getpgrp()
@@ -105,9 +121,8 @@ class Pool:
         self.jobs_per_worker = JOBS_PER_WORKER.get(config.limits.engine, 1)
         self.context = None
         self.running: dict[int, tuple[Job, multiprocessing.process.BaseProcess, float]] = {}  # by sentinel
-        self.links: dict[int, multiprocessing.connection.Connection] = {}  # by sentinel: our end of its job pipe
-        self.served: dict[int, int] = {}  # by sentinel: the jobs a worker was given
-        self.idle: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
+        self.busy: dict[int, Worker] = {}  # by sentinel: the workers of the running jobs
+        self.idle: list[Worker] = []  # workers that finished a job and may take another
         self.zygotes = claim(config)  # one zygote for every slot: started early by the command line, or now
         self.initial_children: set[int] = set()
         self.subreaper = False
@@ -115,7 +130,7 @@ class Pool:
 
     def __enter__(self) -> "Pool":
         self.initial_children = set(self._children())
-        self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        self.subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.zygotes.start_soon()  # the zygote and the fork server start side by side
         self.context = fork_server_context()
         return self
@@ -126,11 +141,11 @@ class Pool:
             process.join(5)
         self.running.clear()
         while self.idle:
-            self._retire(*self.idle.pop())
+            self._retire(self.idle.pop())
         release(self.zygotes)
         self.reap_orphans()
         if self.subreaper:
-            _prctl(PR_SET_CHILD_SUBREAPER, 0)
+            prctl(PR_SET_CHILD_SUBREAPER, 0)
 
     def _children(self) -> list[int]:
         me = os.getpid()
@@ -170,36 +185,37 @@ class Pool:
 
     def start(self, job: Job) -> None:
         zygote = self.zygotes.take(job.number)
-        process, link = self.idle.pop() if self.idle else self._new_worker()
-        order = {"path": str(job.path), "shown": job.shown, "result_path": str(job.result_path),
-                 "log_path": str(job.log_path), "zygote": [zygote.address, zygote.sandboxed] if zygote else None}
+        order = json.dumps({"path": str(job.path), "shown": job.shown, "result_path": str(job.result_path),
+                            "log_path": str(job.log_path),
+                            "zygote": [zygote.address, zygote.sandboxed] if zygote else None}).encode()
+        worker = self.idle.pop() if self.idle else self._new_worker()
         try:
-            link.send_bytes(json.dumps(order).encode())
+            worker.link.send_bytes(order)
         except OSError:  # it died while idle: the job goes to a fresh one
-            self._retire(process, link)
-            process, link = self._new_worker()
-            link.send_bytes(json.dumps(order).encode())
-        self.running[process.sentinel] = (job, process, time.monotonic())
-        self.links[process.sentinel] = link
-        self.served[process.sentinel] = self.served.get(process.sentinel, 0) + 1
+            self._retire(worker)
+            worker = self._new_worker()
+            worker.link.send_bytes(order)
+        worker.served += 1
+        self.running[worker.process.sentinel] = (job, worker.process, time.monotonic())
+        self.busy[worker.process.sentinel] = worker
 
-    def _new_worker(self):
+    def _new_worker(self) -> Worker:
         link, theirs = self.context.Pipe()
         process = self.context.Process(target=serve_jobs, name=f"torchgrade-worker-{self.started}", daemon=False,
                                        args=(theirs, self.config_json, self.name, os.getpid()))
         process.start()
         theirs.close()
         self.started += 1
-        return process, link
+        return Worker(process, link)
 
-    def _retire(self, process, link) -> None:
+    @staticmethod
+    def _retire(worker: Worker) -> None:
         """Close a worker's job pipe (it exits at once) and reap it; one that lingers is killed."""
-        link.close()
-        process.join(5)
-        if process.is_alive():
-            kill_tree(process.pid)
-            process.join()
-        self.served.pop(process.sentinel, None)
+        worker.link.close()
+        worker.process.join(5)
+        if worker.process.is_alive():
+            kill_tree(worker.process.pid)
+            worker.process.join()
 
     def wait(self, timeout: float) -> list[WorkerResult]:
         """Wait up to timeout seconds; return the jobs that ended (finished, died or overran their budget)."""
@@ -207,29 +223,27 @@ class Pool:
             return []
         now = time.monotonic()
         nearest = min(started + self.budget for _, _, started in self.running.values())
-        watched = list(self.running) + [self.links[sentinel] for sentinel in self.running]
+        watched = list(self.running) + [self.busy[sentinel].link for sentinel in self.running]
         ready = set(multiprocessing.connection.wait(watched, timeout=max(0.0, min(timeout, nearest - now))))
         ended: list[WorkerResult] = []
-        for sentinel in [s for s in self.running if s in ready or self.links[s] in ready]:
+        for sentinel in [s for s in self.running if s in ready or self.busy[s].link in ready]:
             job, process, started = self.running.pop(sentinel)
-            link = self.links.pop(sentinel)
-            finished = self._heard_done(link)
+            worker = self.busy.pop(sentinel)
+            finished = worker.heard_done()
             if not finished:  # it died during the job: no answer will come
-                link.close()
+                worker.link.close()
                 process.join()
-                self.served.pop(sentinel, None)
             self.zygotes.give_back(job.number)
             ended.append(self._collect(job, process, time.monotonic() - started))
-            if finished and self.served.get(sentinel, 0) < self.jobs_per_worker:
-                self.idle.append((process, link))
+            if finished and worker.served < self.jobs_per_worker:
+                self.idle.append(worker)
             elif finished:
-                self._retire(process, link)
+                self._retire(worker)
         now = time.monotonic()
         for sentinel, (job, process, started) in list(self.running.items()):
             if now - started > self.budget:
                 del self.running[sentinel]
-                self.links.pop(sentinel).close()
-                self.served.pop(sentinel, None)
+                self.busy.pop(sentinel).link.close()
                 kill_tree(process.pid)
                 process.join()
                 self.zygotes.give_back(job.number, suspect=True)
@@ -238,13 +252,6 @@ class Pool:
         if ended and self.subreaper:
             self.reap_orphans()
         return ended
-
-    @staticmethod
-    def _heard_done(link) -> bool:
-        try:
-            return link.poll() and link.recv_bytes() == b"done"
-        except (EOFError, OSError):
-            return False
 
     def _collect(self, job: Job, process, wall: float) -> WorkerResult:
         try:
