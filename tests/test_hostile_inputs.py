@@ -250,7 +250,7 @@ def test_the_sandbox_works_with_a_python_under_tmp(tmp_path):
 
 
 def test_a_batch_requires_the_sandbox_unless_turned_off(tmp_path):
-    from torchgrade.batch import batch_sandbox
+    from torchgrade.batch.slots import batch_sandbox
     from torchgrade.config import load_config
 
     entry = load_config(write_config(tmp_path)).assignments["computational_graph"]

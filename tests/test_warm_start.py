@@ -82,6 +82,20 @@ def test_a_zygote_holds_its_private_memory_in_huge_pages_where_the_kernel_can():
         zygote.close()
 
 
+def test_the_command_line_reaches_the_early_start_without_importing_torch():
+    """The batch's fork server and zygote are started early so that their torch imports overlap the batch's own; the
+    command line must reach ``slots.start_soon`` without importing torch itself, or the early start comes seconds late
+    (the batch's package once imported torch through its flow module, and nothing started before 3 s)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, torchgrade.cli, torchgrade.batch, torchgrade.batch.slots; "
+             "print(sorted(m for m in ('torch', 'numpy', 'IPython', 'matplotlib') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert (found.returncode, found.stdout.strip()) == (0, "[]"), found.stderr
+
+
 @needs_warm_engine
 def test_a_zygote_started_early_is_claimed_by_the_batch_once_and_closed_with_the_command(tmp_path):
     """The command line starts the batch's zygote while the batch imports torch; the batch's pool takes it over (no

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_decisions(args, config)
         if is_batch(args.paths, args.output_dir) or args.scheduler:
             start_batch_soon(args, config)  # the zygote and the fork server import torch while this process does
-            from .batch import run_batches  # imported lazily: students never need it
+            from .batch.run import run_batches  # imported lazily: students never need it
             from .batch.slots import close_unclaimed
 
             try:

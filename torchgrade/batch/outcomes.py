@@ -1,5 +1,5 @@
 """What happens to each submission of a batch: the decision (execute, re-check, keep, refuse), made
-against the gradebook, and the outcome row it becomes (batch/__init__.py runs the loop)."""
+against the gradebook, and the outcome row it becomes (batch/run.py runs the loop)."""
 
 from __future__ import annotations
 
