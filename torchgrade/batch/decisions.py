@@ -19,7 +19,7 @@ from ..config import AssignmentConfig
 from ..errors import EXIT_GRADED
 from ..evidence_store import NoExecution
 from ..pipeline import Grader
-from . import BatchUsageError, OutputLock, say
+from .run import BatchUsageError, OutputLock, say
 from .gradebook import Gradebook
 from .publish import export_gradebook
 
