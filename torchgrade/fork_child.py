@@ -1,5 +1,5 @@
 """One forked run seen from the grader (the warm engine, fork_executor.py): its two sockets, ``ctl`` for cells and
-results and ``mon`` for its supervisor, and the frames it sends (4-byte big-endian length, one type byte, payload;
+results and ``mon`` for its init, and the frames it sends (4-byte big-endian length, one type byte, payload;
 see zygote_runtime.py)."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Child:
             self.exit_code, self.dead = int(data["exit"]), True
 
     def _wait_for_exit(self, seconds: float = 5.0) -> None:
-        """ctl closed: the supervisor reports how the run ended on mon, right after."""
+        """ctl closed: the run's init reports how the run ended on mon, right after."""
         deadline = time.monotonic() + seconds
         while not self.dead and time.monotonic() < deadline:
             ready, _, _ = select.select([self.mon], [], [], deadline - time.monotonic())
@@ -105,7 +105,7 @@ class Child:
         self.dead = True
 
     def stop(self) -> None:
-        """Kill the run (its PID namespace goes with it) and wait until the supervisor says it is over."""
+        """Kill the run (its PID namespace goes with it) and wait until its init says it is over."""
         if not self.dead:
             self.order(b"kill")
             self._wait_for_exit()

@@ -2,7 +2,7 @@
 
 Both processes that fork per submission (the warm engine's zygote, a run per fork; the batch's fork
 server, a worker per fork) hold 150-170 MiB of private anonymous memory once torch is imported. A fork
-copies a page-table entry for each 4 KiB of it: about 20 ms of CPU per fork, and a run takes three forks.
+copies a page-table entry for each 4 KiB of it: about 20 ms of CPU per fork, and a run takes two forks.
 Collapsed into 2 MiB pages (``MADV_COLLAPSE``, Linux 6.1) a fork copies one entry per 2 MiB: about 7 ms.
 After a fork, a write still copies only the 4 KiB it touches, so a child's memory does not grow.
 

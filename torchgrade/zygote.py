@@ -69,7 +69,7 @@ class ZygoteClient:
                 line.connect(self.address)
                 socket.send_fds(line, [b'{"op": "spawn"}'], [ctl_child.fileno(), mon_child.fileno()])
                 answer = json.loads(line.recv(4096).decode() or "{}")
-            if not isinstance(answer.get("supervisor"), int):
+            if not isinstance(answer.get("run"), int):
                 raise ZygoteFailure(f"the zygote answered {answer!r} instead of starting a run")
         except (OSError, ValueError) as problem:
             ctl.close()

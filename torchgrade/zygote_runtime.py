@@ -5,29 +5,29 @@ bubblewrap sandbox, bound read-only at /run/torchgrade/ beside kernel_launcher.p
 lock-down functions run_lockdown.py reuses for each run, and zygote_io.py, what the cells talk to). It imports torch,
 IPython and what autograd imports lazily, builds one pristine ``InteractiveShell`` and never
 runs student code itself. Then it waits on the grader's listening socket. Each request carries two sockets of a new run (``ctl`` for
-cells and results, ``mon`` for the run's supervisor) and is served by a fork:
+cells and results, ``mon`` for the run's init) and is served by a fork:
 
-    zygote ─ fork ─▶ supervisor: own mount, network, IPC and UTS namespaces; a fresh tmpfs on
-                     /tmp (the working folder /tmp/work holds a read-only copy of the
-                     submission) and on /dev/shm; answers "interrupt"/"kill" on mon and reports
-                     how the run ended
-                 └─ fork ─▶ init (PID 1 of a new PID namespace): mounts its /proc (sandbox), reaps, and
-                            exits with the runner's status; when it dies, the kernel kills
-                            every process of the namespace (daemons included)
-                          └─ fork ─▶ runner (PID 2): its own session, rlimits, its own uid (as root), a
-                                     kernel's capabilities (none in the sandbox), no_new_privs; reads the
-                                     run's secret; runs each cell with the shell, keeps only
-                                     what grading needs
+    zygote ─ fork, into a new PID namespace ─▶ init (PID 1): own mount, network, IPC and UTS
+                     namespaces; a fresh tmpfs on /tmp (the working folder /tmp/work holds a read-only
+                     copy of the submission) and on /dev/shm; its own /proc (sandbox); answers
+                     "interrupt"/"kill" on mon; when the runner ends, kills and reaps every other
+                     process of the namespace (daemons included), then reports how the run ended
+                 └─ fork ─▶ runner (PID 2): its own session, rlimits, its own uid (as root), a
+                            kernel's capabilities (none in the sandbox), no_new_privs; reads the
+                            run's secret; runs each cell with the shell, keeps only
+                            what grading needs
 
-Why three processes: the runner must not be PID 1 (PID 1 ignores SIGXCPU and a SIGKILL it
-sends itself, which a kernel would die of), and the supervisor stays outside the run's PID
-namespace so that nothing in the run can see it, the zygote, or another run.
+Why two processes: the runner must not be PID 1 (PID 1 ignores SIGXCPU and a SIGKILL it sends itself, which a
+kernel would die of). The runner cannot reach its init: another uid, no capabilities, and PID 1 of a namespace
+ignores every signal from inside it that it does not handle. The zygote enters a new PID namespace for its next
+child only and goes back to its own after the fork (``OwnPidNamespace``), so nothing in a run sees the zygote or
+another run, and a run costs two forks (it cost three, with a supervisor outside the run's namespace).
 
 Frames on ctl: 4-byte big-endian length, one type byte, payload. Grader -> run: S settings
 (JSON), F file (name NUL bytes), K secret, C cell (JSON), Q quit. Run -> grader: R ready,
 O stdout of a kept cell, D cell done (JSON), E event (text). On mon (datagrams): grader ->
-supervisor "interrupt" | "kill"; supervisor -> grader {"runner": pid} then {"exit": code}
-(``code`` as bwrap reports it: the exit status, or 128 + the signal).
+init "interrupt" | "kill"; init -> grader {"exit": code} once every other process of the run is gone (``code`` as
+bwrap reports it: the runner's exit status, or 128 + the signal; 137 for a run killed on the grader's order).
 """
 
 import ctypes
@@ -49,7 +49,7 @@ from zygote_io import (PROBE_NAME, Kernel, Outbox, Output, Session, like_a_kerne
 del sys.path[0]
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
-CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
@@ -100,10 +100,10 @@ def run_cell(shell, source):
     shell.run_cell(source, store_history=False)
 
 
-def serve(listener, shell, lean):
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
+def serve(listener, shell, lean, namespaces):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the runs' inits are reaped by the kernel
     gc.freeze()  # keep the collector from touching (copying) the zygote's pages in every child
-    if not lean:  # 0.3 s that the forks of a batch win back (3 forks a run, 14 ms less each); two runs do not
+    if not lean:  # 0.3 s that the forks of a batch win back (2 forks a run, 14 ms less each); two runs do not
         collapse_to_huge_pages()  # a fork then copies a page-table entry per 2 MiB, not per 4 KiB
     print("ready", flush=True)
     while True:
@@ -117,10 +117,10 @@ def serve(listener, shell, lean):
             if request.get("op") == "ping":
                 connection.send(b'{"pong": true}')
             elif request.get("op") == "spawn" and len(fds) == 2:
-                pid = os.fork()
+                pid = namespaces.fork()
                 if pid == 0:
-                    supervise(fds[0], fds[1], listener, connection, shell)  # never returns
-                connection.send(json.dumps({"supervisor": pid}).encode())
+                    be_init(fds[0], fds[1], listener, connection, namespaces, shell)  # never returns
+                connection.send(json.dumps({"run": pid}).encode())
         except (OSError, ValueError):
             pass
         finally:
@@ -132,7 +132,7 @@ def serve(listener, shell, lean):
             connection.close()
 
 
-# ----------------------------------------------------------------------------- one run
+# ----------------------------------------------------------------------------- one run: its init
 
 def close_other_fds(keep):
     for fd in sorted(int(n) for n in os.listdir("/proc/self/fd") if int(n) > 2 and int(n) not in keep):
@@ -142,48 +142,77 @@ def close_other_fds(keep):
             pass
 
 
-def supervise(ctl_fd, mon_fd, listener, connection, shell):
+class OwnPidNamespace:
+    """The zygote's way to fork each run as PID 1 of a namespace of its own, with no supervisor in between.
+
+    ``unshare(CLONE_NEWPID)`` changes only the namespace of the caller's next children, and a second one fails while
+    the first is in force; entering the caller's own (active) namespace again with ``setns`` undoes it, so the
+    zygote can do it before every run's fork."""
+
+    def __init__(self):
+        self.own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+
+    def fork(self):
+        check(libc.unshare(CLONE_NEWPID), "unshare")
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:  # the zygote (the child is PID 1 of the new namespace, and stays there)
+                check(libc.setns(self.own, CLONE_NEWPID), "setns")
+        return pid
+
+
+def be_init(ctl_fd, mon_fd, listener, connection, namespaces, shell):
+    """PID 1 of a run: its namespaces and /proc, then the runner; it relays the grader's orders and reports the end.
+
+    Without the sandbox the run keeps the host's /proc, as an unsandboxed kernel sees every process of the machine
+    (the namespace still takes all of the run's processes when it ends)."""
     code = 255
     try:
         die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
+            signal.signal(number, signal.SIG_IGN)
         listener.close()
         connection.close()
+        os.close(namespaces.own)
         close_other_fds({ctl_fd, mon_fd})
         ctl = socket.socket(fileno=ctl_fd)
         mon = socket.socket(fileno=mon_fd)
-        kind, payload = recv_frame(ctl)
-        settings = json.loads(payload)
-        files = []
-        for _ in range(settings["files"]):
-            kind, payload = recv_frame(ctl)
-            name, _, data = payload.partition(b"\0")
-            files.append((os.path.basename(name.decode()), data))
+        settings, files = receive_run(ctl)
         isolate(settings, files)
-        # The run's init mounts its own /proc over this one (the mount namespace is shared with it); keep a handle
-        # on the zygote's /proc, where the run's processes have the pids this supervisor can signal.
-        proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
-        init = os.fork()
-        if init == 0:
+        runner = os.fork()
+        if runner == 0:
             mon.close()
-            os.close(proc)
-            be_init(ctl, settings, shell)
+            be_runner(ctl, settings, shell)
         ctl.close()
-        code = watch(mon, init, proc, settings["sandbox"])
-    except BaseException:  # noqa: BLE001 - whatever happened, the grader hears how the run ended
+        code = watch(mon, runner, settings["sandbox"])
+    except BaseException:  # noqa: BLE001 - whatever happened, the grader hears how the run ended (mon closes)
         import traceback
 
         traceback.print_exc()
-    os._exit(code)
+    os._exit(code & 0xFF)
+
+
+def receive_run(ctl):
+    """The run's settings (S) and its files (F): the first frames on ctl."""
+    kind, payload = recv_frame(ctl)
+    settings = json.loads(payload)
+    files = []
+    for _ in range(settings["files"]):
+        kind, payload = recv_frame(ctl)
+        name, _, data = payload.partition(b"\0")
+        files.append((os.path.basename(name.decode()), data))
+    return settings, files
 
 
 def isolate(settings, files):
-    """New namespaces for this run; then its own /tmp (sandbox) or its host folder (no sandbox)."""
-    flags = CLONE_NEWPID | CLONE_NEWNS
+    """New namespaces for this run (its PID namespace is the zygote's doing), then its own /tmp, /dev/shm and /proc
+    (sandbox), or its host folder (no sandbox)."""
+    flags = CLONE_NEWNS
     if settings["sandbox"]:
         flags |= CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-    if settings.get("user_namespace"):
-        flags |= CLONE_NEWUSER
     check(libc.unshare(flags), "unshare")
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     if not settings["sandbox"]:
@@ -200,88 +229,71 @@ def isolate(settings, files):
         os.chmod(path, 0o444)
         mount(path, path, None, MS_BIND)
         mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def watch(mon, init, proc, sandboxed):
-    """Relay the grader's interrupt/kill; report the run's end. The run dies with the grader's end of mon."""
+def watch(mon, runner, sandboxed):
+    """Relay the grader's interrupt and kill until the runner ends (the run dies with the grader's end of mon), then
+    empty the namespace and report the end: the grader hears it only when nothing of the run is left."""
     import select
 
-    pidfd = os.pidfd_open(init)
-    while True:
+    pidfd = os.pidfd_open(runner)
+    code = None
+    while code is None:
         ready, _, _ = select.select([mon, pidfd], [], [])
         if pidfd in ready:
-            _, status = os.waitpid(init, 0)
+            _, status = os.waitpid(runner, 0)
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code
-            try:
-                mon.send(json.dumps({"exit": code}).encode())
-            except OSError:
-                pass
-            return 0
+            break
         try:
             order = mon.recv(64)
         except OSError:
             order = b""
         if order == b"interrupt":
-            runner = runner_pid(init, proc)
-            if runner:
-                try:  # as the kernel engine interrupts: the kernel alone in the sandbox, else its process group
-                    (os.kill if sandboxed else os.killpg)(runner, signal.SIGINT)
-                except OSError:
-                    pass
-        else:  # "kill", or the grader went away
-            os.kill(init, signal.SIGKILL)
-
-
-def runner_pid(init, proc):
+            try:  # as the kernel engine interrupts: the kernel alone in the sandbox, else its process group
+                (os.kill if sandboxed else os.killpg)(runner, signal.SIGINT)
+            except OSError:
+                pass
+        else:  # "kill", or the grader went away: as bwrap reports a kernel killed by SIGKILL
+            code = 128 + signal.SIGKILL
+    empty_the_namespace()
     try:
-        with open(os.open(f"{init}/task/{init}/children", os.O_RDONLY, dir_fd=proc)) as handle:
-            children = handle.read().split()
-        return int(children[0]) if children else None
-    except (OSError, ValueError):
-        return None
-
-
-def be_init(ctl, settings, shell):
-    """PID 1 of the run: its /proc, then the runner; it exits with the runner's status, taking the namespace along.
-
-    Without the sandbox the run keeps the host's /proc, as an unsandboxed kernel sees every process of the machine
-    (the namespace still takes all of the run's processes when it ends)."""
-    code = 255
-    try:
-        die_with_parent()
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
-            signal.signal(number, signal.SIG_IGN)
-        if settings["sandbox"]:
-            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        runner = os.fork()
-        if runner == 0:
-            # A session of its own, as bwrap --new-session gives a kernel: the scheduler then shares the CPU between
-            # runs as between kernels (one autogroup each, not one for every run of the zygote), and kill(0, ...)
-            # reaches only the run's own processes, never the zygote's process group.
-            os.setsid()
-            for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-                signal.signal(number, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python process
-            run(ctl, settings, shell)
-        ctl.close()
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == runner:
-                code = os.waitstatus_to_exitcode(status)
-                code = 128 - code if code < 0 else code
-                break
-    except BaseException:  # noqa: BLE001
+        mon.send(json.dumps({"exit": code}).encode())
+    except OSError:
         pass
-    os._exit(code & 0xFF)
+    return code
+
+
+def empty_the_namespace():
+    """Kill every other process of the run (PID 1's kill(-1) reaches its own namespace only) and reap them all: they
+    are this init's children or, once their parents are dead, its orphans."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
 
 
 # ----------------------------------------------------------------------------- the runner
 
-def run(ctl, settings, shell):
+def be_runner(ctl, settings, shell):
+    """PID 2 of the run. A session of its own, as bwrap --new-session gives a kernel: the scheduler then shares the
+    CPU between runs as between kernels (one autogroup each, not one for every run of the zygote), and kill(0, ...)
+    reaches only the run's own processes, never the zygote's process group."""
     code = 0
     try:
+        os.setsid()
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python process
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -343,9 +355,18 @@ def die_with_parent():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def self_test(sandboxed):
-    """Can a run get its namespaces here? Answered once, before the zygote says it is ready."""
-    pid = os.fork()
+def self_test(sandboxed, namespaces):
+    """Can a run get its namespaces here, twice (the zygote's own PID namespace restored in between)? Answered once,
+    before the zygote says it is ready."""
+    return all(isolated_child(sandboxed, namespaces) for _ in range(2))
+
+
+def isolated_child(sandboxed, namespaces):
+    try:
+        pid = namespaces.fork()
+    except OSError as problem:
+        print(f"no-namespaces: {problem}", flush=True)
+        return False
     if pid == 0:
         try:
             isolate({"sandbox": sandboxed, "tmp_size_mb": 1}, [])
@@ -360,11 +381,12 @@ def self_test(sandboxed):
 def main():
     die_with_parent()
     listener = socket.socket(fileno=int(sys.argv[1]))
-    if not self_test(sys.argv[2] == "sandbox"):
+    namespaces = OwnPidNamespace()
+    if not self_test(sys.argv[2] == "sandbox", namespaces):
         return
     lean = sys.argv[3:] == ["lean"]
     shell = warm(lean)
-    serve(listener, shell, lean)
+    serve(listener, shell, lean, namespaces)
 
 
 if __name__ == "__main__":
