@@ -19,12 +19,11 @@ from torchgrade.batch.gradebook import Gradebook, Outcome, RosterStudent
 from torchgrade.batch.gradebook_schema import SCHEMA
 from torchgrade.batch.integrity import code_hash, normalised_code
 from torchgrade.batch.late import lateness
+from torchgrade.batch.facts import grader_facts
 from torchgrade.batch.publish import export_gradebook
 from torchgrade.batch.roster import assign, load_roster, parse_lms_name
 from torchgrade.batch.discover import discover
 from torchgrade.config import LatePolicy, LmsExport
-from torchgrade.evidence_store import NoExecution
-from torchgrade.pipeline import Grader
 
 NAME = "computational_graph"
 CLASS = {  # student -> corpus notebook
@@ -81,8 +80,7 @@ def exported(corpus_reports, entry, tmp_path_factory):
                          RosterStudent("zoe", name="Zoe Quinn", email="zoe@x.edu")])
     book.set_override(NAME, "carol", "t5_grad_values", 1, "half right: the order of the passes")
     book.add_comment(NAME, "carol", "Come and see me about `retain_graph=True`.")
-    grader = Grader.from_config(NAME, entry, executor=NoExecution())
-    rows, notes = export_gradebook(book, NAME, entry, grader, output, ["a note"])
+    rows, notes = export_gradebook(book, NAME, entry, grader_facts(NAME, entry), output, ["a note"])
     book.close()
     return output, {r.student: r for r in rows}, notes
 

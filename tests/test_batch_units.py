@@ -25,11 +25,12 @@ from torchgrade.batch.roster import RosterError, assign, load_roster
 from torchgrade.config import load_config
 from torchgrade.errors import SubmissionError
 from torchgrade.evidence_store import (
-    EvidenceError, NoExecution, dumps_evidence, execution_fingerprint, loads_evidence,
-    report_from_dict, scoring_fingerprint, stale_reason,
+    EvidenceError, NoExecution, dumps_evidence, execution_fingerprint, loads_evidence, scoring_fingerprint,
+    stale_reason,
 )
 from torchgrade.loader import MAX_NOTEBOOK_BYTES
 from torchgrade.pipeline import Grader
+from torchgrade.results import report_from_dict
 from torchgrade.results import CheckResult, GradeReport, TaskResult
 from torchgrade.evidence import (
     CallRecord, CellError, DrawnNumber, DrawnSeed, DrawnTensor, Mapping, Missing, ModuleValue, NoneValue, Number, Origin,
@@ -432,7 +433,42 @@ def test_the_report_escapes_student_text_and_copes_with_nothing_graded():
                          checks=[CheckInfo("c1", 1, "check", 2.0)], max_total=2.0, summary_lines=["x & y"])
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x" not in page and "T &lt;b&gt;" in page and "x &amp; y" in page
-    assert "No submission could be graded." in page and "data:image/png" not in page
+    assert "No submission could be graded." in page and "<svg" not in page
+
+
+def test_the_score_histogram_draws_one_bar_per_filled_bin_to_scale_with_the_mean_where_it_falls():
+    from torchgrade.batch.charts import BLUE, RED, score_histogram
+
+    chart = score_histogram([20, 20, 20, 18.5, 3], 20)
+    bars = {rect.tip: rect for rect in chart.rects}
+    assert set(bars) == {"score 20: 3 students", "score 18: 1 student", "score 3: 1 student"}
+    assert {rect.fill for rect in chart.rects} == {BLUE}
+    assert bars["score 20: 3 students"].height == pytest.approx(3 * bars["score 3: 1 student"].height)
+    floor = bars["score 3: 1 student"].y + bars["score 3: 1 student"].height
+    assert all(rect.y + rect.height == pytest.approx(floor) for rect in chart.rects)  # every bar stands on the axis
+    centre = {tip: rect.x + rect.width / 2 for tip, rect in bars.items()}
+    slot = (centre["score 20: 3 students"] - centre["score 3: 1 student"]) / 17
+    mean = [line for line in chart.lines if line.stroke == RED and line.x1 == line.x2]
+    assert len(mean) == 1 and mean[0].dashed
+    assert mean[0].x1 == pytest.approx(centre["score 3: 1 student"] + (16.3 - 3) * slot)  # at 16.3, between bins
+    ticks = [int(text.text) for text in chart.texts if text.anchor == "end"]
+    assert ticks[0] == 0 and ticks[-1] >= 3 and all(b > a for a, b in zip(ticks, ticks[1:]))
+    assert "mean 16.3" in [text.text for text in chart.texts]
+
+
+def test_rate_bars_keep_their_order_scale_and_colours_and_their_labels_arrive_as_text():
+    from torchgrade.batch.charts import AMBER, GREEN, RED, rate_bars
+    from torchgrade.render.html import environment
+
+    chart = rate_bars(["T1: <script>alert(1)</script>", "T2: b & c", "T3"], [0.25, 0.6, 1.0], "Pass rate")
+    assert [rect.fill for rect in chart.rects] == [RED, AMBER, GREEN]
+    assert [rect.y for rect in chart.rects] == sorted(rect.y for rect in chart.rects)  # first label on top
+    widths = [rect.width for rect in chart.rects]
+    assert widths[0] == pytest.approx(widths[2] / 4) and widths[1] == pytest.approx(widths[2] * 0.6)
+    assert [rect.tip for rect in chart.rects][2] == "T3: 100%"
+    svg = environment().from_string('{% from "chart.svg.j2" import svg_chart %}{{ svg_chart(c, "plot") }}').render(c=chart)
+    assert "<script>" not in svg and "&lt;script&gt;alert(1)&lt;/script&gt;" in svg and "b &amp; c" in svg
+    assert svg.count("<rect ") == 3 and 'id="plot"' in svg and 'aria-labelledby="plot-title"' in svg
 
 
 # ------------------------------------------------------------------------------ gradebook

@@ -4,6 +4,7 @@ private memory folded into huge pages before anything is forked from it."""
 from __future__ import annotations
 
 import ctypes
+import json
 import mmap
 import os
 import time
@@ -126,3 +127,68 @@ def test_a_zygote_started_early_is_claimed_by_the_batch_once_and_closed_with_the
     assert not slots._early
     time.sleep(0.5)
     assert not [pid for pid in kept if alive(pid)]
+
+
+BATCH_WITHOUT_TORCH = """
+import json, sys
+from torchgrade.cli import main
+status = main(sys.argv[1:])
+print(json.dumps({"status": status, "torch": "torch" in sys.modules}))
+"""
+
+
+@needs_warm_engine
+def test_a_local_batch_keys_its_gradebook_on_the_grader_without_importing_torch_itself(tmp_path):
+    """The batch's process asks the fork server for the grader's fingerprints and layout (batch/facts.py): it never
+    imports torch (2.5-3.5 s of CPU at the start, beside the zygote's and the fork server's imports). What the fork
+    server answers is what the grader computes in this process, and the gradebook and exports are keyed on it."""
+    import shutil
+    import sqlite3
+    import subprocess
+    import sys
+
+    from conftest import CORPUS, load_config
+    from torchgrade.batch.facts import GraderFacts, grader_facts
+    from torchgrade.batch.slots import batch_sandbox
+
+    config = write_config(tmp_path)
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    shutil.copy(SOLUTION, submissions / "alice.ipynb")
+    shutil.copy(CORPUS / "wrong_function.ipynb", submissions / "bob.ipynb")
+    output = tmp_path / "out"
+    ran = subprocess.run([sys.executable, "-c", BATCH_WITHOUT_TORCH, str(submissions), "--config", str(config),
+                          "--output-dir", str(output), "--jobs", "2"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert json.loads(ran.stdout.strip().splitlines()[-1]) == {"status": 0, "torch": False}, ran.stderr[-2000:]
+    entry = batch_sandbox(load_config(config).assignments["computational_graph"])  # as the batch runs it
+    expected = grader_facts("computational_graph", entry)
+    assert GraderFacts.from_json(expected.to_json()) == expected
+    with sqlite3.connect(output / "gradebook.sqlite") as db:
+        rows = db.execute("SELECT student, grader_version, scoring_version, status FROM submissions ORDER BY student")
+        assert [tuple(r) for r in rows] == [("alice", expected.execution, expected.scoring, "graded"),
+                                            ("bob", expected.execution, expected.scoring, "graded")]
+    header = (output / "grades.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert all(f"task_{t.number}" in header for t in expected.tasks)
+
+
+def test_a_batch_whose_grader_cannot_load_says_why_in_one_line(tmp_path):
+    """The fork server's process meets the broken grader and answers nothing; the batch then loads the grader
+    itself and says the configuration error as before: one line, exit status 4, no traceback."""
+    import shutil
+    import subprocess
+    import sys
+
+    broken = tmp_path / "broken_grader.py"
+    broken.write_text("WHAT = 'no ASSIGNMENT here'\n", encoding="utf-8")
+    config = write_config(tmp_path, grader=str(broken))
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    for student in ("alice", "bob"):
+        shutil.copy(SOLUTION, submissions / f"{student}.ipynb")
+    ran = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(submissions), "--config", str(config),
+                          "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 4, ran.stderr[-2000:]
+    assert ran.stderr.strip().splitlines()[-1] == \
+        f"grade.py: invalid configuration: {broken}: must define ASSIGNMENT = Assignment(...)"
+    assert "Traceback" not in ran.stderr

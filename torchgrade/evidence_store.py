@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ from .evidence import SCHEMA_VERSION, NotStored, RunEvidence
 from .loader import load_notebook
 from .locate import locate_tasks
 from .pipeline import Grader
-from .results import CheckResult, Flag, GradeReport, TaskResult
+from .results import GradeReport
 
 FORMAT = SCHEMA_VERSION
 PACKAGE = Path(__file__).resolve().parent
@@ -91,23 +91,6 @@ def loads_evidence(text: str) -> list[RunEvidence]:
 
 def _no_constants(name: str):
     raise ValueError(f"{name} is not strict JSON")
-
-
-# ------------------------------------------------------------------------------ reports
-
-def report_from_dict(data: dict) -> GradeReport:
-    """The inverse of ``GradeReport.to_dict`` (extra keys such as the computed scores are ignored)."""
-    def pick(cls, item: dict) -> dict:
-        names = {f.name for f in fields(cls)}
-        return {k: v for k, v in item.items() if k in names}
-
-    tasks = tuple(
-        TaskResult(**{**pick(TaskResult, task), "checks": tuple(CheckResult(**pick(CheckResult, c)) for c in task["checks"])})
-        for task in data["tasks"]
-    )
-    flags = tuple(Flag(str(f.get("kind", "")), str(f.get("detail", ""))) for f in data.get("flags", ()) if isinstance(f, dict))
-    return GradeReport(**{**pick(GradeReport, data), "tasks": tasks, "notes": tuple(data.get("notes", ())),
-                          "runs": tuple(data.get("runs", ())), "flags": flags})
 
 
 # ---------------------------------------------------------------------- grading from it

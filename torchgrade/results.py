@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,18 @@ class GradeReport:
         for task, task_data in zip(self.tasks, data["tasks"]):
             task_data.update(score=task.score, max_score=task.max_score)
         return data
+
+
+def report_from_dict(data: dict) -> GradeReport:
+    """The inverse of ``GradeReport.to_dict`` (extra keys such as the computed scores are ignored)."""
+    def pick(cls, item: dict) -> dict:
+        names = {f.name for f in fields(cls)}
+        return {k: v for k, v in item.items() if k in names}
+
+    tasks = tuple(
+        TaskResult(**{**pick(TaskResult, task), "checks": tuple(CheckResult(**pick(CheckResult, c)) for c in task["checks"])})
+        for task in data["tasks"]
+    )
+    flags = tuple(Flag(str(f.get("kind", "")), str(f.get("detail", ""))) for f in data.get("flags", ()) if isinstance(f, dict))
+    return GradeReport(**{**pick(GradeReport, data), "tasks": tasks, "notes": tuple(data.get("notes", ())),
+                          "runs": tuple(data.get("runs", ())), "flags": flags})

@@ -17,8 +17,7 @@ import math
 
 from ..config import AssignmentConfig
 from ..errors import EXIT_GRADED
-from ..evidence_store import NoExecution
-from ..pipeline import Grader
+from .facts import grader_facts
 from .run import BatchUsageError, OutputLock, say
 from .gradebook import Gradebook
 from .publish import export_gradebook
@@ -65,9 +64,9 @@ def run_decisions(args: argparse.Namespace, config) -> int:
             name, entry = gradebook_assignment(args, config, book)
             if getattr(args, "sandbox", None):
                 entry = entry.model_copy(update={"limits": entry.limits.model_copy(update={"sandbox": args.sandbox})})
-            grader = Grader.from_config(name, entry, executor=NoExecution())
+            facts = grader_facts(name, entry)
             record(args, book, name, entry)
-            rows, said = export_gradebook(book, name, entry, grader, output, [])
+            rows, said = export_gradebook(book, name, entry, facts, output, [])
         finally:
             book.close()
     for note in said:

@@ -95,7 +95,7 @@ class Row:
     code_hash: str | None = None
 
     def report(self) -> GradeReport | None:
-        from ..evidence_store import report_from_dict
+        from ..results import report_from_dict
 
         return report_from_dict(json.loads(self.report_json)) if self.report_json else None
 

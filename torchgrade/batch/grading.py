@@ -16,7 +16,6 @@ from dataclasses import replace
 from .. import processes
 from ..config import AssignmentConfig
 from ..errors import GradingError, SubmissionError
-from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
 from ..sanitize import no_surrogates
 from ..zygote import ZygoteClient
 
@@ -42,6 +41,9 @@ def bare(reason: str) -> str:
 
 def grade_to_data(config_json: str, name: str, path: str, shown: str, zygote=None) -> dict:
     """Grade one notebook; the outcome as plain JSON-able data (what a worker writes, what a Dask task returns)."""
+    # imported here: the batch's process imports this module for its pool, and must not import torch with it
+    from ..evidence_store import EvidenceError, RecordingGrader, evidence_text
+
     started = time.monotonic()
     result: dict = {}
     try:

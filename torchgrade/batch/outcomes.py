@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GradingError
-from ..evidence_store import recheck
-from ..pipeline import Grader
 from .discover import Found
 from .gradebook import Gradebook, Outcome, Row, now
 from .integrity import code_hash
@@ -100,8 +98,10 @@ def refused_outcome(item: Item, grader_version: str, scoring_version: str) -> Ou
                    status="failed", graded_by="none", started_at=now(), failure_kind="submission", reason=reason)
 
 
-def rescore(item: Item, book: Gradebook, grader: Grader, grader_version: str, scoring_version: str) -> Outcome | None:
+def rescore(item: Item, book: Gradebook, grader, grader_version: str, scoring_version: str) -> Outcome | None:
     """Check the stored snapshots again (no notebook runs); None when they cannot be used."""
+    from ..evidence_store import recheck  # torch: only a batch that re-checks loads it
+
     began, started_at = time.monotonic(), now()
     book_row = item.source
     try:

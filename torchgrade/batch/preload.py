@@ -6,7 +6,7 @@ the batch's own process never imports it.
 
 import gc
 
-from .. import fork_executor  # noqa: F401 - the warm engine's grader side, which every warm worker imports
+from .. import evidence_store, fork_executor  # noqa: F401 - what every warm worker grades with (and torch)
 from ..hugepages import collapse_to_huge_pages
 from ..pipeline import warm_references
 from ..sandbox import probe_sandbox

@@ -15,13 +15,14 @@ from pathlib import Path
 from ..config import AssignmentConfig
 from ..results import CheckResult, GradeReport
 from .exports import (
-    StudentRow, TaskInfo, feedback_names, prune_feedback, write_checks_csv, write_feedback, write_grades_csv,
+    StudentRow, feedback_names, prune_feedback, write_checks_csv, write_feedback, write_grades_csv,
 )
+from .facts import GraderFacts
 from .gradebook import Gradebook, Override, RosterStudent
 from .integrity import code_hash, integrity_flags
 from .late import lateness
 from .lms import write_lms_exports
-from .report import CheckInfo, render_report
+from .report import render_report
 
 
 def apply_overrides(report: GradeReport, overrides: dict[str, Override]) -> GradeReport:
@@ -40,15 +41,6 @@ def apply_overrides(report: GradeReport, overrides: dict[str, Override]) -> Grad
 
     tasks = tuple(replace(t, checks=tuple(changed(c) for c in t.checks)) for t in report.tasks)
     return replace(report, tasks=tasks)
-
-
-def assignment_layout(grader, entry: AssignmentConfig) -> tuple[list[TaskInfo], list[CheckInfo], float]:
-    assignment = grader.assignment
-    tasks = [TaskInfo(t.number, t.title, sum(entry.checks[c.id].points for c in assignment.checks_of(t.number)))
-             for t in assignment.tasks]
-    checks = [CheckInfo(c.id, c.task, c.title, entry.checks[c.id].points)
-              for t in sorted(assignment.tasks, key=lambda t: t.number) for c in assignment.checks_of(t.number)]
-    return tasks, checks, sum(c.points for c in entry.checks.values())
 
 
 def student_rows(book: Gradebook, name: str, entry: AssignmentConfig, max_total: float) -> list[StudentRow]:
@@ -85,10 +77,11 @@ def student_rows(book: Gradebook, name: str, entry: AssignmentConfig, max_total:
     return rows
 
 
-def export_gradebook(book: Gradebook, name: str, entry: AssignmentConfig, grader, output: Path,
+def export_gradebook(book: Gradebook, name: str, entry: AssignmentConfig, facts: GraderFacts, output: Path,
                      notes: list[str]) -> tuple[list[StudentRow], list[str]]:
-    """Write every export from every row; returns the rows and notes for the summary."""
-    tasks, checks, max_total = assignment_layout(grader, entry)
+    """Write every export from every row, laid out by the grader's tasks and checks; returns the rows and notes for
+    the summary."""
+    tasks, checks, max_total = list(facts.tasks), list(facts.checks), facts.max_total
     rows = student_rows(book, name, entry, max_total)
     names = feedback_names([r.student for r in rows])
     for row in rows:

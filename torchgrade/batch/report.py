@@ -10,30 +10,25 @@ flags; the students table. Blank submissions (the untouched exercise) are counte
 and kept out of the failure counts and the difficulty ranking.
 
 The page is a jinja2 template (render/templates/report.html.j2, autoescaped: whatever a
-submission wrote arrives as text). Plots are drawn with matplotlib (no display needed)
-and embedded as PNG; the Content-Security-Policy forbids loading anything. Tables sort by
+submission wrote arrives as text). Charts are inline SVG (batch/charts.py draws them, from
+numbers only); the Content-Security-Policy forbids loading anything. Tables sort by
 clicking a header, or from the address: ``report.html#sort=total:desc`` (the students
 table) or ``#grid-sort=t1_f_value:asc`` (the grid).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from ..hidden import view_for
 from ..render.html import render_page
 from ..render.status import check_status
+from .charts import integer_bins, rate_bars, score_histogram
 from .exports import StudentRow, TaskInfo, number
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 STUDENTS_SHOWN = 12
@@ -63,61 +58,6 @@ class CheckFailures:
     errors: int
     hidden: bool = False
     messages: list[MessageGroup] = field(default_factory=list)
-
-
-def png(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def integer_bins(scores: list[float], max_score: float) -> list[tuple[int, int]]:
-    """(score rounded down to an integer, students) for 0..max: bin n holds n <= score < n + 1."""
-    top = int(max(max_score, max(scores, default=0)))
-    counts = [0] * (top + 1)
-    for score in scores:
-        counts[min(top, max(0, int(score + 1e-9)))] += 1
-    return list(enumerate(counts))
-
-
-def score_histogram(scores: list[float], max_score: float) -> str:
-    bins = integer_bins(scores, max_score)
-    from matplotlib.figure import Figure  # 0.6 s of CPU: paid when a report is drawn, not by every worker
-
-    figure = Figure(figsize=(7.5, 3.2))
-    axes = figure.subplots()
-    axes.bar([b for b, _ in bins], [n for _, n in bins], width=0.85, color="#2f6fb0")
-    axes.set_xlabel("score (integer bins: n means n ≤ score < n+1)")
-    axes.set_ylabel("students")
-    axes.set_xticks([b for b, _ in bins][:: max(1, len(bins) // 20)])
-    axes.yaxis.get_major_locator().set_params(integer=True)
-    if scores:
-        mean = statistics.fmean(scores)
-        axes.axvline(mean, color="#a40e26", linestyle="--", linewidth=1.2, label=f"mean {mean:.1f}")
-        axes.legend(loc="upper left", frameon=False)
-    axes.set_title(f"Score distribution ({len(scores)} graded, out of {max_score:g})")
-    axes.spines[["top", "right"]].set_visible(False)
-    return png(figure)
-
-
-def rate_bars(labels: list[str], rates: list[float], title: str, height_per_bar: float = 0.32) -> str:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7.5, max(1.6, 0.6 + height_per_bar * len(labels))))
-    axes = figure.subplots()
-    positions = list(range(len(labels)))[::-1]
-    colors = ["#116329" if r >= 0.8 else "#bf8700" if r >= 0.5 else "#a40e26" for r in rates]
-    axes.barh(positions, [100 * r for r in rates], color=colors)
-    axes.set_yticks(positions, labels)
-    axes.set_xlim(0, 100)
-    axes.set_xlabel("% of graded students")
-    for y, rate in zip(positions, rates):
-        inside = rate > 0.88
-        axes.text(100 * rate - 1 if inside else 100 * rate + 1, y, f"{100 * rate:.0f}%", va="center", fontsize=8,
-                  ha="right" if inside else "left", color="white" if inside else "#1b1f24")
-    axes.set_title(title)
-    axes.spines[["top", "right"]].set_visible(False)
-    return png(figure)
 
 
 def normalise(message: str) -> str:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from ..config import AssignmentConfig, Config, assignment_for, pick_assignment
 from ..errors import EXIT_GRADED, EXIT_USAGE, GradingError
-from ..evidence_store import NoExecution, execution_fingerprint, scoring_fingerprint
-from ..pipeline import Grader
 from ..sanitize import one_line
 from .discover import Found, discover
+from .facts import GraderFacts, facts_from_fork_server, grader_facts, load_grader
 from .gradebook import Gradebook, Outcome, now
 from .outcomes import Item, decide, executed_outcome, provenance, refused_outcome, report_name, rescore
 from .progress import Progress, clock
@@ -202,23 +201,23 @@ def _run(args, name: str, entry: AssignmentConfig, paths: list[Path], output: Pa
     for warning in matched.warnings:
         print(f"warning: {one_line(warning)}", file=sys.stderr)
 
-    grader = Grader.from_config(name, entry, executor=NoExecution())
-    grader_version = execution_fingerprint(grader)
-    scoring_version = scoring_fingerprint(grader, grader_version)
+    # the grader's facts from the fork server (a local batch): this process then never imports torch
+    facts = grader_facts(name, entry) if getattr(args, "scheduler", None) else facts_from_fork_server(name, entry)
     book = Gradebook(output / "gradebook.sqlite")
     if roster is not None:
         book.replace_roster(roster_students(roster.entries))
     root = submissions_root(paths)
     matched.root = root
     try:
-        return _grade(args, name, entry, output, work, jobs, jobs_why, started, matched, grader, book,
-                      grader_version, scoring_version)
+        return _grade(args, name, entry, output, work, jobs, jobs_why, started, matched, facts, book)
     finally:
         book.close()
 
 
 def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, jobs: int, jobs_why: str,
-           started: float, matched, grader: Grader, book: Gradebook, grader_version: str, scoring_version: str) -> int:
+           started: float, matched, facts: GraderFacts, book: Gradebook) -> int:
+    grader_version, scoring_version = facts.execution, facts.scoring
+    grader = None  # loaded (with torch) for the first re-check of stored snapshots only
     items = [Item(number, student, item, file=exported_file(item.shown, matched.root), lms=matched.lms_names.get(student))
              for number, (student, item) in enumerate(matched.submissions)]
     for item in items:
@@ -299,6 +298,8 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
                 if rescores:
                     item = rescores.pop(0)
                     began = time.monotonic()
+                    if grader is None:
+                        grader = load_grader(name, entry)
                     outcome = rescore(item, book, grader, grader_version, scoring_version)
                     rescore_seconds += time.monotonic() - began
                     if outcome is None:  # stored evidence unusable: run it after all
@@ -341,7 +342,7 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
              f"Kernels: {isolation}" + (" - WITHOUT THE SANDBOX (--sandbox off): student code could reach this "
                                         "machine; see docs/threat_model.md" if entry.limits.sandbox == "off" else "."),
              f"Grader version {grader_version}, scoring version {scoring_version}."]
-    rows, said = export_gradebook(book, name, entry, grader, output, notes)
+    rows, said = export_gradebook(book, name, entry, facts, output, notes)
     missing = [r for r in rows if r.status == "missing"]
     summarize(name, entry, rows, tally, failures, missing, wall, rescore_seconds, output,
               workers_said(args, min(jobs, max(1, len(to_execute)))), said)

@@ -275,7 +275,7 @@ def worker_result(job: Job, data: dict, wall: float) -> WorkerResult:
                           worker_peak_rss_kb=data.get("worker_peak_rss_kb"),
                           kernel_peak_rss_kb=data.get("kernel_peak_rss_kb"), notes=data.get("notes") or [])
     if result.status == "graded":
-        from ..evidence_store import report_from_dict
+        from ..results import report_from_dict
 
         try:
             result.report = report_from_dict(data["report"])
