@@ -108,3 +108,15 @@ def write_config(directory: Path, **overrides) -> Path:
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
+
+
+def slow_notebook(source: Path, target: Path, seconds: float) -> Path:
+    """`source` with a pause at the top of task 1 (its checks and points unchanged): a test can find it running, kill
+    what grades it, or interrupt the batch while it is graded."""
+    import nbformat
+
+    notebook = nbformat.read(source, as_version=4)
+    cell = next(c for c in notebook.cells if c.source.startswith("# TASK 1"))
+    cell.source = f"# TASK 1\nimport time\ntime.sleep({seconds})\n" + cell.source
+    nbformat.write(notebook, target)
+    return target

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS, ROOT, write_config
+from conftest import CORPUS, ROOT, slow_notebook, write_config
 
 GRADE = [sys.executable, str(ROOT / "grade.py")]
 SOLUTION = ROOT / "solutions" / "computational_graph.ipynb"
@@ -112,15 +112,7 @@ def quick_entry(tmp_path_factory):
 
 
 def sleeper(tmp_path: Path, source: Path = SOLUTION, seconds: int = 25) -> Path:
-    """The notebook with a pause at the top of task 1 (its checks and points are unchanged)."""
-    import nbformat
-
-    notebook = nbformat.read(source, as_version=4)
-    cell = next(c for c in notebook.cells if c.source.startswith("# TASK 1"))
-    cell.source = f"# TASK 1\nimport time\ntime.sleep({seconds})\n" + cell.source
-    path = tmp_path / f"sleeper-{source.stem}.ipynb"
-    nbformat.write(notebook, path)
-    return path
+    return slow_notebook(source, tmp_path / f"sleeper-{source.stem}.ipynb", seconds)
 
 
 def finish(pool, count: int, timeout: float = 240) -> dict:

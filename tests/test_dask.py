@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, CORPUS, ROOT, write_config
+from conftest import ASSIGNMENT, CORPUS, ROOT, slow_notebook, write_config
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is a dependency (pyproject.toml)")
 
@@ -183,13 +182,6 @@ def test_a_task_over_the_wall_clock_budget_is_given_up_as_a_local_worker_would_b
     assert not pool.running
 
 
-def sleeper(source: Path, target: Path, seconds: int) -> None:
-    """A correct notebook that sleeps at the end, so a test can find the worker grading it and kill that worker."""
-    notebook = nbformat.read(source, as_version=4)
-    notebook.cells.append(nbformat.v4.new_code_cell(f"import time\ntime.sleep({seconds})"))
-    nbformat.write(notebook, target)
-
-
 def kill_worker_grading(client, number: int, spared: set, timeout: float = 300) -> str:
     """SIGKILL the worker process running the batch's submission `number` and nothing else (Dask counts a death
     against every task the worker holds), never one of the `spared` workers (already killed)."""
@@ -213,9 +205,9 @@ def test_workers_that_die_lose_no_row_and_a_submission_they_keep_dying_on_is_giv
     base, _, config, _ = batches
     folder = base / "killed"
     folder.mkdir()
-    sleeper(CORPUS / "correct_solution.ipynb", folder / "a_once.ipynb", 10)  # dies once, graded on its retry
+    slow_notebook(CORPUS / "correct_solution.ipynb", folder / "a_once.ipynb", 10)  # dies once, graded on its retry
     shutil.copyfile(CORPUS / "wrong_function.ipynb", folder / "wrong_function.ipynb")  # never on a dying worker
-    sleeper(CORPUS / "correct_solution.ipynb", folder / "z_twice.ipynb", 50)  # dies twice: given up
+    slow_notebook(CORPUS / "correct_solution.ipynb", folder / "z_twice.ipynb", 50)  # dies twice: given up
     command = [sys.executable, str(ROOT / "grade.py"), str(folder), "--output-dir", str(base / "killed-out"),
                "--config", str(config), "--engine", "warm", "--scheduler", cluster]
     batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -162,6 +162,24 @@ class TestConfig:
         with pytest.raises(ConfigError, match="checks.t9_bogus: no such check"):
             Grader.from_config("computational_graph", config.assignments["computational_graph"])
 
+    def test_a_grader_module_runs_afresh_each_time_from_code_compiled_once_per_content(self, tmp_path):
+        """A worker loads the grader for every submission (nothing carried over between submissions), but compiles
+        its source only when the source changed."""
+        from torchgrade.assignment import grader_code, load_assignment
+
+        source = (ROOT / "graders" / "computational_graph.py").read_text(encoding="utf-8")
+        grader = tmp_path / "copied_grader.py"
+        grader.write_text(source + "\nLOADS = globals().get('LOADS', 0) + 1\n", encoding="utf-8")
+        checks = load_config(ROOT / "config.yaml").assignments["computational_graph"].checks
+        first, second = load_assignment(grader, checks), load_assignment(grader, checks)
+        assert first is not second and grader_code(grader) is grader_code(grader)
+        import sys
+        assert sys.modules["torchgrade_graders.copied_grader"].LOADS == 1  # a fresh module: no state kept
+        grader.write_text(source + "\nLOADS = 10\n", encoding="utf-8")
+        changed = grader_code(grader)
+        load_assignment(grader, checks)
+        assert sys.modules["torchgrade_graders.copied_grader"].LOADS == 10 and changed is grader_code(grader)
+
     def test_unreadable_yaml(self, tmp_path):
         path = tmp_path / "config.yaml"
         path.write_text("version: [1\n")
