@@ -33,7 +33,8 @@ from conftest import ROOT, comparable, write_config, zygote_roots
 from torchgrade import processes, sandbox
 from torchgrade.config import Limits, load_config
 from torchgrade.errors import GradingError
-from torchgrade.executor import NbclientExecutor, PlannedCell, kernel_environment
+from torchgrade.execution import PlannedCell, kernel_environment
+from torchgrade.executor import NbclientExecutor
 from torchgrade.errors import SubmissionError
 from torchgrade.evidence_store import RecordingGrader, evidence_text
 from torchgrade.pipeline import Grader

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, write_config
-from torchgrade import sandbox
+from torchgrade import bwrap_box, sandbox
 from torchgrade.batch.discover import discover
 from torchgrade.config import Limits
 from torchgrade.errors import SubmissionError
-from torchgrade.executor import scrub
+from torchgrade.execution import scrub
 from torchgrade.loader import MAX_DEPTH, load_notebook
 from torchgrade.locate import locate_tasks
 
@@ -200,11 +200,11 @@ def test_errors_are_scrubbed_of_grader_paths():
 
 
 def test_bwrap_gets_its_arguments_through_a_descriptor(tmp_path):
-    handover = sandbox.HandOver()
+    handover = bwrap_box.HandOver()
     submission = tmp_path / "n.ipynb"
     submission.write_text("{}")
     try:
-        command = sandbox.sandbox_command("/usr/bin/bwrap", inner=["python", "-I", sandbox.BOX_LAUNCHER],
+        command = bwrap_box.sandbox_command("/usr/bin/bwrap", inner=["python", "-I", bwrap_box.BOX_LAUNCHER],
                                           workdir_files=[submission], connection=b"{}", tmp_size_mb=1,
                                           environment={"TORCHGRADE_LIMITS": "{}"}, root=True, info_fd=9,
                                           handover=handover)

@@ -12,7 +12,7 @@ from conftest import ROOT, write_config
 from torchgrade.compare import compare_tensor
 from torchgrade.config import Tolerance, load_config
 from torchgrade.errors import ConfigError
-from torchgrade.executor import CellRun, ExecutionResult
+from torchgrade.execution import CellRun, ExecutionResult
 from torchgrade.instrument import neutralize_magics
 from torchgrade.locate import StudentCell, locate_tasks
 from torchgrade.snapshot import _parse

@@ -21,7 +21,8 @@ import pytest
 from conftest import ASSIGNMENT, CORPUS, comparable, corpus_files, grade_all, needs_warm_engine, warm_grader
 from torchgrade import fork_executor, processes, sandbox, zygote
 from torchgrade.config import Limits
-from torchgrade.executor import INTERRUPT_GRACE, STOP_GRACE, NbclientExecutor, PlannedCell
+from torchgrade.execution import INTERRUPT_GRACE, STOP_GRACE, PlannedCell
+from torchgrade.executor import NbclientExecutor
 from torchgrade.fork_executor import WarmExecutor, make_executor
 from torchgrade.instrument import prelude_source
 

@@ -1,8 +1,8 @@
 """Stage 4: execute an instrumented notebook in a fresh kernel, behind one small interface.
 
-``Executor.execute(cells, limits, workdir)`` takes planned cells and returns, per cell,
-its status, the stdout it printed and the error it raised. The default engine is
-nbclient driving an ipykernel; another engine only has to honour the same interface.
+``Executor.execute(cells, limits, workdir)`` (execution.py, with what both engines share) takes planned cells and
+returns, per cell, its status, the stdout it printed and the error it raised. This is the reference engine: nbclient
+driving an ipykernel; the warm engine (fork_executor.py) honours the same interface.
 
 Policy (why it is written this way):
 - Each cell gets ``min(cell_timeout, time left of the notebook budget)``; a timed-out
@@ -28,17 +28,11 @@ Policy (why it is written this way):
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
-import os
 import secrets
 import signal
-import sys
-import sysconfig
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import nbformat
 import zmq
@@ -53,59 +47,11 @@ from . import sandbox
 from .config import Limits
 from .errors import GradingError
 from .kernel_box import KernelBox
-from .sandbox import BOX_WORKDIR, GRADER_DIR
-from .sanitize import visible
+from .bwrap_box import BOX_WORKDIR
+from .execution import (INTERRUPT_GRACE, IOPUB_TIMEOUT, TIMEOUT_ERROR, CellRun, ExecutionResult, PlannedCell,
+                        kernel_environment, probe_handshake)
 
-TIMEOUT_ERROR = "CellTimeoutError"
-KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
-PINNED_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RECEIVE_QUEUE = 32  # messages waiting per socket: with max_message_bytes, a bound on what the kernel can make us hold
-INTERRUPT_GRACE = 3.0  # seconds a timed-out kernel gets to become responsive again before it is replaced
-IOPUB_TIMEOUT = 4  # seconds nbclient waits for a cell's end on IOPub after its reply (or after interrupting it)
-# A timed-out cell is interrupted; nbclient then waits IOPUB_TIMEOUT for the cell to end, and _responsive
-# INTERRUPT_GRACE for the kernel's answer: a cell that stops within STOP_GRACE of the interrupt keeps its kernel.
-STOP_GRACE = IOPUB_TIMEOUT + INTERRUPT_GRACE
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    source: str
-    role: str  # prelude | given | bridge | student | snapshot | marker
-    task: int = 0
-    position: int = 0  # cell position in the submitted notebook (student cells)
-    resumable: bool = False  # after a kernel death, execution may restart here
-    keep_stdout: bool = False
-
-
-@dataclass
-class CellRun:
-    status: str = "not_run"  # ok | error | timeout | kernel_died | not_run
-    stdout: str = ""
-    error_name: str = ""
-    error_value: str = ""
-    truncated: bool = False
-
-    def record_error(self, name, value, folder: str) -> None:
-        """A cell's error as both engines keep it: bounded, with no host path and no control character."""
-        self.error_name = scrub(str(name)[:200], folder)
-        self.error_value = scrub(str(value)[:500], folder)
-
-    def forget(self) -> None:
-        """What the cell sent is void (a snapshot cell whose message was dropped is run again)."""
-        self.stdout, self.truncated, self.error_name, self.error_value = "", False, "", ""
-
-
-@dataclass
-class ExecutionResult:
-    cells: list[CellRun]
-    events: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    secret: str | None = None  # key the probe signed its snapshots with (None: an engine without signatures)
-    isolation: str = ""  # how the kernels were isolated, in words
-
-
-class Executor(Protocol):
-    def execute(self, cells: list[PlannedCell], limits: Limits, workdir: Path) -> ExecutionResult: ...
 
 
 class GraderKernelClient(AsyncKernelClient):
@@ -177,50 +123,6 @@ class GraderKernelManager(AsyncKernelManager):
             self.box.interrupt()  # the process group holds bwrap, which SIGINT would kill
             return
         await super()._async_signal_kernel(signum)
-
-
-@functools.lru_cache(maxsize=1)
-def _host_paths() -> tuple[tuple[str, str], ...]:
-    """Host folders a student must not learn (where the grader and its Python live), longest first, with the
-    neutral name shown instead."""
-    named = {str(GRADER_DIR.parent): "<grader>", str(GRADER_DIR): "<grader>/torchgrade",
-             os.path.expanduser("~"): "<home>"}
-    for key in ("purelib", "platlib"):
-        named[sysconfig.get_paths().get(key) or ""] = "<site-packages>"
-    for path in sandbox.python_paths() + [sys.prefix, sys.base_prefix, sys.exec_prefix]:
-        named.setdefault(path, "<python>")
-    pairs = {(os.path.realpath(path), name) for path, name in named.items() if path and path not in ("/", ".")}
-    pairs |= {(path, name) for path, name in named.items() if path and path not in ("/", ".")}
-    return tuple(sorted(pairs, key=lambda pair: -len(pair[0])))
-
-
-def scrub(text: str, *extra: str) -> str:
-    """Text from the kernel as a student may read it: no grader path (prefix, site-packages, repository, home,
-    the run's own folders given in `extra`), no control characters."""
-    for path in sorted(extra, key=len, reverse=True):
-        if path and len(path) > 1:
-            text = text.replace(path, "<submission folder>")
-    for path, name in _host_paths():
-        if path in text:
-            text = text.replace(path, name)
-    return visible(text)
-
-
-def probe_handshake(secret: str, generation: int) -> str:
-    """What a kernel's probe is handed before any student code runs: the signing key and the kernel's generation.
-    Both engines count generations the same way, so both number calls alike and their evidence compares equal."""
-    return f"{secret} {generation}"
-
-
-def kernel_environment(workdir: str | Path, extra: dict[str, str] | None = None, tmp: str | None = None) -> dict[str, str]:
-    """An allow-list: nothing of the grader's environment (tokens, secrets, GITHUB_*) reaches the kernel."""
-    env = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
-    env.update(PINNED_THREADS)
-    env.update({"HOME": str(workdir), "TMPDIR": str(tmp or workdir), "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1",
-                "JUPYTER_PLATFORM_DIRS": "1", "IPYTHONDIR": f"{tmp or workdir}/.ipython",
-                "MPLCONFIGDIR": f"{tmp or workdir}/.matplotlib"})
-    env.update(extra or {})
-    return env
 
 
 def _code_cell(source: str, number: int) -> nbformat.NotebookNode:

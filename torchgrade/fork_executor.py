@@ -30,11 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import kernel_box, processes, sandbox
+from . import bwrap_box, kernel_box, processes, sandbox
 from .config import Limits
 from .errors import GradingError
-from .executor import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, NbclientExecutor, PlannedCell,
-                       kernel_environment, probe_handshake)
+from .execution import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, PlannedCell, kernel_environment,
+                        probe_handshake)
+from .executor import NbclientExecutor
 from .fork_child import Child, RunDied
 from .zygote import WarmUnavailable, ZygoteClient, ZygoteFailure, shared_zygote
 
@@ -104,7 +105,7 @@ class Run:
     def settings(self) -> dict:
         limits = self.limits
         sandboxed = self.isolation.sandbox
-        workdir = sandbox.BOX_WORKDIR if sandboxed else str(self.workdir)
+        workdir = bwrap_box.BOX_WORKDIR if sandboxed else str(self.workdir)
         environment = kernel_environment(workdir, tmp="/tmp") if sandboxed else kernel_environment(workdir)
         settings = {
             "sandbox": sandboxed, "tmp_size_mb": limits.tmp_size_mb, "cwd": workdir, "environment": environment,
@@ -124,8 +125,8 @@ class Run:
         """sys.argv as a kernel has it: the launcher, -f and its connection file (in the box, or in a folder of its
         own; the run has none, so the name is only shown)."""
         if self.isolation.sandbox:
-            return [sandbox.BOX_LAUNCHER, "-f", sandbox.BOX_CONNECTION]
-        return [str(sandbox.LAUNCHER), "-f", str(Path(tempfile.gettempdir()) / "torchgrade-kernel-warm" / "kernel.json")]
+            return [bwrap_box.BOX_LAUNCHER, "-f", bwrap_box.BOX_CONNECTION]
+        return [str(bwrap_box.LAUNCHER), "-f", str(Path(tempfile.gettempdir()) / "torchgrade-kernel-warm" / "kernel.json")]
 
     def start_child(self) -> None:
         if self.isolation.drop_user and self.uid is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from .assignment import Assignment
 from .evidence import Drawn
 from .authoring import without_self_check
-from .executor import PlannedCell
+from .execution import PlannedCell
 from .locate import Layout, StudentCell
 from .zygote_io import probe_definition
 

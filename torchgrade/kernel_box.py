@@ -20,10 +20,8 @@ from pathlib import Path
 from .config import Limits
 from .errors import GradingError
 from .processes import MARKER, parent_pid, proc_pids, status_uids, descendants, kill_until_gone, processes_of_uid, sweep
-from .sandbox import (
-    BOX_CONNECTION, BOX_IPC, BOX_LAUNCHER, LAUNCHER, SAFE_PATH, UID_LOCKS, UID_SLOTS, HandOver, Isolation,
-    _read_child_pid, describe_exit_code, kernel_uid_base, sandbox_command,
-)
+from .bwrap_box import BOX_CONNECTION, BOX_IPC, BOX_LAUNCHER, LAUNCHER, SAFE_PATH, HandOver, sandbox_command
+from .sandbox import UID_LOCKS, UID_SLOTS, Isolation, _read_child_pid, describe_exit_code, kernel_uid_base
 
 class UidLease:
     """An unused uid from the reserved range, held (flock) while the kernel lives."""

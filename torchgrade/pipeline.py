@@ -22,7 +22,7 @@ from .assignment import Assignment, load_assignment
 from .checks import Outcome, run_checks, task_not_run
 from .config import AssignmentConfig
 from .evidence import RunEvidence, RunPlan
-from .executor import Executor
+from .execution import Executor
 from .flags import flag_observations, flag_sources
 from .instrument import instrument
 from .loader import load_notebook

@@ -18,7 +18,7 @@ import json
 
 from .assignment import Assignment
 from .evidence import CellError, RunEvidence, RunPlan, SnapshotError, parse_snapshot
-from .executor import ExecutionResult
+from .execution import ExecutionResult
 from .instrument import Plan
 from .locate import Layout
 

@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sandbox
+from . import bwrap_box, sandbox
 from .errors import GradingError
 
 RUNTIME = Path(__file__).with_name("zygote_runtime.py")
-BOX_RUNTIME = f"{sandbox.BOX_RUN}/zygote_runtime.py"
+BOX_RUNTIME = f"{bwrap_box.BOX_RUN}/zygote_runtime.py"
 RUNTIME_FILES = tuple(RUNTIME.with_name(name) for name in  # bound side by side
                       (RUNTIME.name, "zygote_io.py", "run_lockdown.py", "hugepages.py", "probe_kernel.py"))
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL")
@@ -131,20 +131,20 @@ class Zygote:
             self._started.set()
         self._stop.wait()
 
-    def _command(self, listener_fd: int, info_fd: int | None, handover: "sandbox.HandOver") -> list[str]:
+    def _command(self, listener_fd: int, info_fd: int | None, handover: "bwrap_box.HandOver") -> list[str]:
         lean = ["lean"] if self.lean else []
         if not self.isolation.sandbox:
             return [sys.executable, "-I", str(RUNTIME), str(listener_fd), "off"] + lean
-        from .executor import kernel_environment
+        from .execution import kernel_environment
 
         # The runtime arrives beside the launcher through a descriptor (no host path in the box), and the zygote
         # keeps the capabilities it needs to isolate each run; every run drops them.
-        return sandbox.sandbox_command(
+        return bwrap_box.sandbox_command(
             self.isolation.bwrap, inner=[sys.executable, "-I", BOX_RUNTIME, str(listener_fd), "sandbox"] + lean,
             workdir_files=[], connection=None, tmp_size_mb=ZYGOTE_TMP_MB,
-            environment=kernel_environment(sandbox.BOX_WORKDIR, tmp="/tmp"), root=os.geteuid() == 0,
+            environment=kernel_environment(bwrap_box.BOX_WORKDIR, tmp="/tmp"), root=os.geteuid() == 0,
             info_fd=info_fd, handover=handover,
-            run_files={f"{sandbox.BOX_RUN}/{path.name}": path.read_bytes() for path in RUNTIME_FILES},
+            run_files={f"{bwrap_box.BOX_RUN}/{path.name}": path.read_bytes() for path in RUNTIME_FILES},
             capabilities=tuple(CAPABILITIES))
 
     def _start(self, startup_timeout: float) -> None:
@@ -152,10 +152,10 @@ class Zygote:
         listener.bind(self.address)
         listener.listen(64)
         info_read, info_write = os.pipe() if self.isolation.sandbox else (None, None)
-        from .executor import kernel_environment
+        from .execution import kernel_environment
 
-        environment = {"PATH": sandbox.SAFE_PATH} if self.isolation.sandbox else kernel_environment(self.dir)
-        handover = sandbox.HandOver()
+        environment = {"PATH": bwrap_box.SAFE_PATH} if self.isolation.sandbox else kernel_environment(self.dir)
+        handover = bwrap_box.HandOver()
         command = self._command(listener.fileno(), info_write, handover)
         fds = (listener.fileno(),) + ((info_write,) if info_write is not None else ()) + tuple(handover.fds)
         log = open(self.dir / "zygote.log", "wb")  # the zygote's own errors (never a student's: runs drop theirs)
