@@ -18,8 +18,9 @@ cells and results, ``mon`` for the run's init) and is served by a fork:
                             what grading needs
 
 Why two processes: the runner must not be PID 1 (PID 1 ignores SIGXCPU and a SIGKILL it sends itself, which a
-kernel would die of). The runner cannot reach its init: another uid, no capabilities, and PID 1 of a namespace
-ignores every signal from inside it that it does not handle. The zygote enters a new PID namespace for its next
+kernel would die of). The runner cannot stop its init: PID 1 of a namespace ignores every signal from inside it that
+it does not handle, and the runner has no capabilities (and, where the grader is root, a uid of its own), so it cannot
+trace it either. The most it could do (same uid: prlimit on its init) costs its own run its exit status. The zygote enters a new PID namespace for its next
 child only and goes back to its own after the fork (``OwnPidNamespace``), so nothing in a run sees the zygote or
 another run, and a run costs two forks (it cost three, with a supervisor outside the run's namespace).
 
@@ -158,8 +159,10 @@ class OwnPidNamespace:
         try:
             pid = os.fork()
         finally:
-            if pid != 0:  # the zygote (the child is PID 1 of the new namespace, and stays there)
-                check(libc.setns(self.own, CLONE_NEWPID), "setns")
+            # In the zygote (the child is PID 1 of the new namespace, and stays there). A zygote that cannot go back
+            # could start no other run, yet would still answer pings: it ends, and the grader replaces it.
+            if pid != 0 and libc.setns(self.own, CLONE_NEWPID) != 0:
+                os._exit(1)
         return pid
 
 
@@ -168,7 +171,7 @@ def be_init(ctl_fd, mon_fd, listener, connection, namespaces, shell):
 
     Without the sandbox the run keeps the host's /proc, as an unsandboxed kernel sees every process of the machine
     (the namespace still takes all of the run's processes when it ends)."""
-    code = 255
+    code, runner = 255, None
     try:
         die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -192,6 +195,11 @@ def be_init(ctl_fd, mon_fd, listener, connection, namespaces, shell):
         import traceback
 
         traceback.print_exc()
+        if runner:  # this init failed after starting the runner: nothing of the run outlives it, even here
+            try:
+                empty_the_namespace()
+            except BaseException:  # noqa: BLE001 - its exit kills the namespace all the same
+                pass
     os._exit(code & 0xFF)
 
 

@@ -217,7 +217,6 @@ def _run(args, name: str, entry: AssignmentConfig, paths: list[Path], output: Pa
 def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, jobs: int, jobs_why: str,
            started: float, matched, facts: GraderFacts, book: Gradebook) -> int:
     grader_version, scoring_version = facts.execution, facts.scoring
-    grader = None  # loaded (with torch) for the first re-check of stored snapshots only
     items = [Item(number, student, item, file=exported_file(item.shown, matched.root), lms=matched.lms_names.get(student))
              for number, (student, item) in enumerate(matched.submissions)]
     for item in items:
@@ -237,6 +236,9 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
             say(f"Kernels: {kernels}")
     isolation = f"sandbox {entry.limits.sandbox}" + (f": {kernels}" if kernels else "")
 
+    # Re-checking stored snapshots needs the grader itself (and torch): loaded before the batch's row is opened, so
+    # that a grader that fails to load stops the batch here, as the fingerprints' would.
+    grader = load_grader(name, entry) if plan["rescore"] else None
     command = " ".join(shlex.quote(a) for a in sys.argv) or "grade.py"
     batch_id = book.start_batch(name, command, jobs, len(items), isolation=isolation)
     tally = Tally()
@@ -298,8 +300,6 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
                 if rescores:
                     item = rescores.pop(0)
                     began = time.monotonic()
-                    if grader is None:
-                        grader = load_grader(name, entry)
                     outcome = rescore(item, book, grader, grader_version, scoring_version)
                     rescore_seconds += time.monotonic() - began
                     if outcome is None:  # stored evidence unusable: run it after all
