@@ -15,6 +15,6 @@ The flow (docs/batch.md is the instructor's guide):
 (batch/decisions.py).
 
 Importing this package imports nothing else: the command line starts the batch's fork server and zygote
-(``slots.start_soon``) before the batch's own process imports torch for the grader (``run.py``), so that the three
-imports overlap. ``tests/test_warm_start.py`` keeps it so.
+(``slots.start_soon``) first, so that their torch imports overlap. The batch's own process never imports torch: the
+grader's facts come from the fork server (``facts.py``). ``tests/test_warm_start.py`` keeps both so.
 """
