@@ -1,7 +1,8 @@
 """computational_graph_intro: the corpus earns exactly its points, with targeted feedback; the content is consistent.
 
-Each corpus notebook is graded once per session (two at a time, two kernels each);
-every other test reads those reports or needs no kernel at all.
+Each corpus notebook is graded once per session by each engine (the kernel engine's
+evidence re-checked when stored: conftest.kernel_reports); every other test reads
+those reports or needs no kernel at all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import CONFIG, ROOT, comparable, grade_all, kernel_grader, needs_warm_engine, warm_grader
+from conftest import CONFIG, ROOT, comparable, grade_all, kernel_reports, needs_warm_engine, warm_grader
 from torchgrade.config import assignment_for
 
 NAME = "computational_graph_intro"
@@ -36,7 +37,7 @@ def answers(kind: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def intro_reports():
-    return grade_all(kernel_grader(NAME, ENTRY), CORPUS, FILES)
+    return kernel_reports(NAME, ENTRY, CORPUS, FILES)
 
 
 @pytest.fixture(scope="session")

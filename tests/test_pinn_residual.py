@@ -1,8 +1,9 @@
 """The pinn_residual assignment: its corpus graded once per session, its reference and inputs checked in-process.
 
-Each corpus notebook (tests/corpus/pinn_residual, made by make_pinn_residual.py) runs
-once, two at a time; every test below reads the shared reports. Only the two CLI
-tests start kernels of their own.
+Each corpus notebook (tests/corpus/pinn_residual, made by make_pinn_residual.py) is
+graded once per session by each engine (the kernel engine's evidence re-checked when
+stored: conftest.kernel_reports); every test below reads the shared reports. Only the
+two CLI tests start kernels of their own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, comparable, grade_all, kernel_grader, needs_warm_engine, warm_grader
+from conftest import ROOT, comparable, grade_all, kernel_grader, kernel_reports, needs_warm_engine, warm_grader
 from torchgrade.config import load_config
 from torchgrade.pipeline import Grader
 
@@ -39,47 +40,18 @@ def files_of(kind: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def pinn_grader() -> Grader:
-    return kernel_grader(NAME, CONFIG)  # the reference engine: pinn_warm_reports are compared with it
-
-
-class Reports(dict):
-    """Corpus reports, each notebook graded at most once per session (on first use when not prefetched)."""
-
-    def __init__(self, grader: Grader):
-        super().__init__()
-        self.grader = grader
-
-    def __missing__(self, name: str):
-        self[name] = self.grader.grade_notebook(CORPUS / name)
-        return self[name]
-
-    def prefetch(self, names: list[str]) -> None:
-        self.update(grade_all(self.grader, CORPUS, names))
+    return kernel_grader(NAME, CONFIG)
 
 
 @pytest.fixture(scope="session")
-def pinn_reports(request, pinn_grader) -> Reports:
-    """The corpus notebooks the selected tests of this module use, graded once, in parallel."""
-    selected = [item for item in request.session.items if item.module.__name__ == __name__]
-    names = {item.callspec.params["name"] for item in selected
-             if hasattr(item, "callspec") and item.callspec.params.get("name") in FILES}
-    names |= {name for item in selected for name in getattr(item.function, "corpus_files", ())}
-    reports = Reports(pinn_grader)
-    reports.prefetch(sorted(names))
-    return reports
+def pinn_reports() -> dict:
+    """Every corpus notebook's report by the reference engine, which pinn_warm_reports are compared with."""
+    return kernel_reports(NAME, CONFIG, CORPUS, FILES)
 
 
 @pytest.fixture(scope="session")
 def pinn_warm_reports() -> dict:
     return grade_all(warm_grader(NAME, CONFIG), CORPUS, FILES)
-
-
-def uses(*names: str):
-    """Mark a test as reading these corpus reports (so the session grades them up front)."""
-    def mark(function):
-        function.corpus_files = names
-        return function
-    return mark
 
 
 # ------------------------------------------------------------------------------ the corpus
@@ -115,7 +87,6 @@ def test_the_warm_engine_grades_the_corpus_as_the_kernel_engine(pinn_reports, pi
     assert comparable(pinn_warm_reports[name]) == comparable(pinn_reports[name])
 
 
-@uses("du_by_hand_dropped_call.ipynb")
 def test_hand_derivatives_keep_value_points_and_lose_how_points(pinn_reports):
     """The cheat with a throw-away autograd call: the value is right, the checks judge where it came from."""
     checks = {c.id: c for c in pinn_reports["du_by_hand_dropped_call.ipynb"].checks}
@@ -130,7 +101,6 @@ def test_lost_graph_in_task_2_shows_in_the_parameters_gradients(pinn_reports, na
     assert "create_graph=True" in checks["t4_grad_values"].hint
 
 
-@uses("correct_solution.ipynb")
 def test_the_runs_describe_the_random_inputs(pinn_reports):
     runs = pinn_reports["correct_solution.ipynb"].runs
     assert len(runs) == 2 and "omega" in runs[1]

@@ -256,6 +256,17 @@ class Cache:
                     path.unlink()
 
 
+def grade_or_recheck(grader, path: Path, text: str, cache: Cache):
+    """The report on the notebook at path (whose content is text): its stored evidence re-checked by the current
+    checks when the cache holds it for this engine, else a fresh grading whose evidence is stored."""
+    if (report := recheck(grader, path, cache.get(text))) is not None:
+        return report
+    recording = RecordingGrader(grader.name, grader.config, grader.assignment, grader.executor, grader.parallel_runs)
+    report = recording.grade_notebook(path)
+    cache.put(text, dumps_evidence(recording.recorded))
+    return report
+
+
 def grade_texts(grader, texts: dict[str, str], jobs: int, cache: Cache, scratch: Path) -> dict[str, dict]:
     """{key: {check id: [score, max score]}} for each notebook text: stored evidence re-checked, the rest graded
     in parallel (and its evidence stored)."""
@@ -265,13 +276,7 @@ def grade_texts(grader, texts: dict[str, str], jobs: int, cache: Cache, scratch:
     def grade(key: str) -> tuple[str, dict]:
         path = scratch / f"{key}.ipynb"
         path.write_text(texts[key], encoding="utf-8")
-        if (report := recheck(grader, path, cache.get(texts[key]))) is not None:
-            return key, checks_of(report)
-        recording = RecordingGrader(grader.name, grader.config, grader.assignment, grader.executor,
-                                    grader.parallel_runs)
-        report = recording.grade_notebook(path)
-        cache.put(texts[key], dumps_evidence(recording.recorded))
-        return key, checks_of(report)
+        return key, checks_of(grade_or_recheck(grader, path, texts[key], cache))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return dict(pool.map(grade, texts))
