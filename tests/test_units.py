@@ -189,3 +189,25 @@ class TestConfig:
 
 def test_execution_result_defaults_mean_not_run():
     assert ExecutionResult([CellRun()]).cells[0].status == "not_run"
+
+
+def test_the_probe_is_its_file_with_each_part_indented_in_once_and_bound_in_the_box(tmp_path):
+    from torchgrade import zygote, zygote_io
+    from torchgrade.instrument import PROBE_SOURCE
+
+    folder = ROOT / "torchgrade"
+    named = zygote_io.PROBE_PART.findall((folder / "probe_kernel.py").read_text(encoding="utf-8"))
+    assert sorted(named) == sorted(zygote_io.PROBE_FILES[1:])  # each part joined once
+    assert {p.name for p in folder.glob("probe_*.py")} == set(zygote_io.PROBE_FILES)  # no part left out
+    assert set(zygote_io.PROBE_FILES) <= {p.name for p in zygote.RUNTIME_FILES}  # the zygote joins them in its box
+    assert PROBE_SOURCE == zygote_io.probe_source(folder) and not zygote_io.PROBE_PART.search(PROBE_SOURCE)
+    for name in named:
+        part = (folder / name).read_text(encoding="utf-8")
+        assert "\n".join("    " + line if line.strip() else line for line in part.splitlines()) in PROBE_SOURCE
+    namespace: dict = {}
+    exec(compile(PROBE_SOURCE, zygote_io.PROBE_NAME, "exec"), namespace)  # noqa: S102 - our own probe
+    assert [name for name in namespace if name != "__builtins__"] == ["__doc__", "_torchgrade_install"]
+
+    (tmp_path / "probe_kernel.py").write_text("def f():\n    # probe part: probe_other.py\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown part: probe_other.py"):
+        zygote_io.probe_source(tmp_path)

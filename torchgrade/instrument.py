@@ -25,9 +25,9 @@ from .evidence import Drawn
 from .authoring import without_self_check
 from .execution import PlannedCell
 from .locate import Layout, StudentCell
-from .zygote_io import probe_definition
+from .zygote_io import probe_definition, probe_source
 
-PROBE_SOURCE = Path(__file__).with_name("probe_kernel.py").read_text(encoding="utf-8")
+PROBE_SOURCE = probe_source(Path(__file__).parent)  # probe_kernel.py and its parts, joined
 PROBE_SETTINGS = {"max_values": 200_000, "max_snapshot_values": 200_000, "max_nodes": 20_000, "max_calls_per_task": 200}
 
 KEPT_CELL_MAGICS = {"capture", "time"}  # run the body as it is

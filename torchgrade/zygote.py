@@ -29,14 +29,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bwrap_box, sandbox
+from . import bwrap_box, sandbox, zygote_io
 from .errors import GradingError
 
 RUNTIME = Path(__file__).with_name("zygote_runtime.py")
 BOX_RUNTIME = f"{bwrap_box.BOX_RUN}/zygote_runtime.py"
 RUNTIME_FILES = tuple(RUNTIME.with_name(name) for name in  # bound side by side
                       (RUNTIME.name, "zygote_io.py", "run_lockdown.py", "run_namespaces.py", "hugepages.py",
-                       "probe_kernel.py"))
+                       *zygote_io.PROBE_FILES))
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL")
 ZYGOTE_TMP_MB = 16
 

@@ -1,7 +1,8 @@
 """What student code in a forked run talks to: the IPython shell, and a kernel's session and streams.
 
 Part of the warm engine's runtime (see zygote_runtime.py), bound read-only beside it at
-/run/torchgrade/ in the sandbox. The grader imports only ``probe_definition`` from it (standard library only). As in ipykernel, stdout, stderr,
+/run/torchgrade/ in the sandbox. The grader imports only ``probe_source`` and ``probe_definition`` from it (standard
+library only). As in ipykernel, stdout, stderr,
 displays, results and errors are messages passed to ``kernel.session.send``; the ``Outbox``
 keeps what grading needs (a kept cell's stdout, bounded; the cell's first error) and measures
 each message as it would travel from a kernel, so that both engines drop the same ones.
@@ -15,6 +16,7 @@ import getpass
 import io
 import json
 import os
+import re
 import struct
 import sys
 import threading
@@ -26,6 +28,26 @@ FLUSH_INTERVAL = 0.2  # ipykernel's OutStream.flush_interval
 EXIT_DELAY = 0.1  # after exit(), ipykernel stops its loop this much later
 PIPE_BUFFER_SIZE = 1000  # what ipykernel reads at a time from a captured file descriptor
 PROBE_NAME = "<torchgrade probe>"
+
+
+PROBE_FILES = ("probe_kernel.py", "probe_encode.py", "probe_provenance.py", "probe_record.py", "probe_read.py")
+PROBE_PART = re.compile(r"^    # probe part: (probe_[a-z_]+[.]py)\n", re.MULTILINE)
+
+
+def probe_source(folder):
+    """The probe's text as both engines run it: probe_kernel.py, each of its ``# probe part: NAME`` lines replaced by
+    that file of ``folder`` indented into the probe's one function. One closure keeps the probe's state away from
+    student names; the files only split it by concern, to keep each one readable."""
+    def read(name):
+        with open(os.path.join(folder, name), encoding="utf-8") as handle:
+            return handle.read()
+
+    def part(match):
+        if match[1] not in PROBE_FILES:
+            raise ValueError(f"probe_kernel.py names an unknown part: {match[1]}")
+        return "".join("    " + line if line.strip() else line for line in read(match[1]).splitlines(True))
+
+    return PROBE_PART.sub(part, read(PROBE_FILES[0]))
 
 
 def probe_definition(source):

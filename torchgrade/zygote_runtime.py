@@ -47,7 +47,7 @@ from hugepages import collapse_to_huge_pages  # noqa: E402
 from run_lockdown import lock_down  # noqa: E402
 from run_namespaces import OwnPidNamespace, empty_the_namespace, isolate, self_test  # noqa: E402
 from zygote_io import (PROBE_NAME, Kernel, Outbox, Output, Session, like_a_kernel, make_shell,  # noqa: E402
-                       probe_definition, recv_frame, send_frame)
+                       probe_definition, probe_source, recv_frame, send_frame)
 
 del sys.path[0]
 
@@ -74,8 +74,7 @@ def warm(lean):
         import numpy  # noqa: F401
     except ImportError:
         pass
-    with open(os.path.join(HERE, "probe_kernel.py"), encoding="utf-8") as handle:
-        source = handle.read()
+    source = probe_source(HERE)
     PROBE[:] = [probe_definition(source), compile(source, PROBE_NAME, "exec", dont_inherit=True)]
     return make_shell()
 
