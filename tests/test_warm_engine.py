@@ -102,6 +102,20 @@ def test_what_students_write_behaves_as_in_a_kernel():
     assert [c.status for c in warm.cells[-2:]] == ["ok", "kernel_died"]
 
 
+def test_a_run_finds_torch_as_a_fresh_kernel_does():
+    """Forked runs do not share random numbers: unseeded, each draws afresh from torch's, numpy's and Python's
+    generators, as each fresh kernel does (a fork would otherwise repeat the zygote's). The autograd operations the
+    zygote ran to warm torch up (zygote_runtime.warm_autograd) leave nothing a run can see."""
+    source = ("import random, numpy, torch\nprint(torch.initial_seed(), torch.rand(2).tolist(), "
+              "numpy.random.rand(2).tolist(), random.random())\n"
+              "print(torch.is_grad_enabled(), torch.is_anomaly_enabled(), torch.get_default_dtype())")
+    first, second = (stdout_of(execute(source))[0].splitlines() for _ in range(2))
+    kernel = stdout_of(execute(source, engine=NbclientExecutor()))[0].splitlines()
+    drawn = [line[0].split(" [") for line in (first, second)]
+    assert drawn[0][0] != drawn[1][0] and drawn[0][1] != drawn[1][1] and drawn[0][2] != drawn[1][2], drawn
+    assert first[1] == second[1] == kernel[1] == "True False torch.float32"
+
+
 def test_errors_read_as_in_a_kernel():
     """A SyntaxError's message names the cell's file: ipykernel's compiler names it the same way in both engines.
     A message is read without host paths or control characters in both."""
