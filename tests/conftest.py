@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,22 +41,40 @@ def kernel_grader(name: str, entry) -> Grader:
     return Grader.from_config(name, entry, executor=NbclientExecutor())
 
 
+# What shapes a kernel's run beyond the execution fingerprint (torch, the engine, limits, GIVEN code): these
+# packages' versions, Python's patch version and the sandbox this host gives a kernel.
+KERNEL_PACKAGES = ("nbclient", "ipykernel", "jupyter_client", "pyzmq", "ipython", "traitlets", "nbformat", "numpy",
+                   "matplotlib", "matplotlib-inline")
+
+
+def installed(packages) -> list[str]:
+    from importlib import metadata
+
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "absent"
+
+    return [f"{package}=={version(package)}" for package in packages]
+
+
 def kernel_reports(name: str, entry, folder: Path, names) -> dict:
     """name -> the reference engine's report, for these notebooks of a corpus folder.
 
     The kernels' evidence is kept in tests/corpus/reference_evidence/<assignment>, one file per notebook, keyed by
-    its content and the engine's execution fingerprint, as the validation evidence is. A session re-checks the
-    stored evidence with the current checks, points and messages, and starts kernels only for notebooks whose
-    evidence is missing or was recorded by another engine, torch, limit or GIVEN code; it then records theirs and
-    forgets the rest (commit the folder). The warm engine, and the kernel engine on the hostile corpus, always run.
+    its content, the engine's execution fingerprint (as the validation evidence is), Python's version, the sandbox
+    and KERNEL_PACKAGES' versions. A session re-checks the stored evidence with the current checks, points and
+    messages, and starts kernels only for notebooks whose evidence is missing or was recorded by another engine,
+    torch, package, limit or GIVEN code; it then records theirs and forgets the rest (commit the folder). The warm engine, and the kernel engine on the hostile corpus, always run.
     """
-    import ipykernel
-    import nbclient
     from torchgrade.evidence_store import execution_fingerprint
     from torchgrade.mutants import Cache, grade_or_recheck
+    from torchgrade.sandbox import isolation
 
     grader = kernel_grader(name, entry)
-    engine = f"nbclient {nbclient.__version__} ipykernel {ipykernel.__version__} {execution_fingerprint(grader)}"
+    engine = " ".join([execution_fingerprint(grader), platform.python_version(),
+                       isolation(entry.limits.sandbox).describe(), *installed(KERNEL_PACKAGES)])
     cache = Cache(REFERENCE_EVIDENCE / name, engine)
     names = list(names)
 

@@ -107,12 +107,13 @@ def test_a_run_finds_torch_as_a_fresh_kernel_does():
     generators, as each fresh kernel does (a fork would otherwise repeat the zygote's). The autograd operations the
     zygote ran to warm torch up (zygote_runtime.warm_autograd) leave nothing a run can see."""
     source = ("import random, numpy, torch\nprint(torch.initial_seed(), torch.rand(2).tolist(), "
-              "numpy.random.rand(2).tolist(), random.random())\n"
+              "numpy.random.rand(2).tolist(), random.random(), sep='|')\n"
               "print(torch.is_grad_enabled(), torch.is_anomaly_enabled(), torch.get_default_dtype())")
     first, second = (stdout_of(execute(source))[0].splitlines() for _ in range(2))
     kernel = stdout_of(execute(source, engine=NbclientExecutor()))[0].splitlines()
-    drawn = [line[0].split(" [") for line in (first, second)]
-    assert drawn[0][0] != drawn[1][0] and drawn[0][1] != drawn[1][1] and drawn[0][2] != drawn[1][2], drawn
+    drawn = [line[0].split("|") for line in (first, second)]
+    for source_of_numbers in range(4):  # torch's seed, torch, numpy, Python's random: each draws afresh
+        assert drawn[0][source_of_numbers] != drawn[1][source_of_numbers], drawn
     assert first[1] == second[1] == kernel[1] == "True False torch.float32"
 
 

@@ -58,7 +58,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 # ----------------------------------------------------------------------------- the zygote
 
 def warm(lean):
-    """Import now what every run needs, without running a torch op (a forked child would hang on its pool).
+    """Import now what every run needs; run torch ops only as warm_autograd does (a forked child hangs on a pool).
 
     ``lean`` (one notebook from the command line: two runs, then the end) leaves sympy to the first run that needs it
     (0.3 s in that run, as in a kernel, against 0.7 s before the zygote is ready); see also serve()."""
@@ -74,11 +74,17 @@ def warm(lean):
         import numpy  # noqa: F401
     except ImportError:
         pass
-    if not lean:
+    if not lean and not accelerated(torch):
         warm_autograd()
     source = probe_source(HERE)
     PROBE[:] = [probe_definition(source), compile(source, PROBE_NAME, "exec", dont_inherit=True)]
     return make_shell()
+
+
+def accelerated(torch):
+    """Was this torch built for a GPU? Its first autograd pass may then start device threads, after which autograd
+    refuses to run in any forked child: the zygote must not warm it up."""
+    return any(getattr(torch.version, name, None) for name in ("cuda", "hip", "xpu"))
 
 
 def warm_autograd():
@@ -269,12 +275,13 @@ def be_runner(ctl, settings, shell):
 
 
 def draw_afresh(torch):
-    """Seed torch's and numpy's global generators from the system's entropy, as a fresh kernel's are: a fork would
-    otherwise draw the zygote's numbers again, the same in every run (Python's random reseeds itself at a fork)."""
+    """Seed torch's global generator from the system's entropy, as a fresh kernel's is: a fork would otherwise draw the
+    zygote's numbers again, the same in every run. numpy's is seeded when a run first imports numpy.random (the zygote
+    does not; reseeded here if it ever does), and Python's random reseeds itself at a fork."""
     torch.random.default_generator.seed()
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
 
 
 def serve_cells(ctl, settings, shell):
