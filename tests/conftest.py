@@ -48,15 +48,9 @@ KERNEL_PACKAGES = ("nbclient", "ipykernel", "jupyter_client", "pyzmq", "ipython"
 
 
 def installed(packages) -> list[str]:
-    from importlib import metadata
+    from torchgrade.gradescope_bundle import installed_version
 
-    def version(package: str) -> str:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return "absent"
-
-    return [f"{package}=={version(package)}" for package in packages]
+    return [f"{package}=={installed_version(package) or 'absent'}" for package in packages]
 
 
 def kernel_reports(name: str, entry, folder: Path, names) -> dict:
@@ -66,7 +60,8 @@ def kernel_reports(name: str, entry, folder: Path, names) -> dict:
     its content, the engine's execution fingerprint (as the validation evidence is), Python's version, the sandbox
     and KERNEL_PACKAGES' versions. A session re-checks the stored evidence with the current checks, points and
     messages, and starts kernels only for notebooks whose evidence is missing or was recorded by another engine,
-    torch, package, limit or GIVEN code; it then records theirs and forgets the rest (commit the folder). The warm engine, and the kernel engine on the hostile corpus, always run.
+    torch, package, limit or GIVEN code; it then records theirs and forgets the rest (commit the folder). The warm
+    engine, and the kernel engine on the hostile corpus, always run.
     """
     from torchgrade.evidence_store import execution_fingerprint
     from torchgrade.mutants import Cache, grade_or_recheck

@@ -113,7 +113,7 @@ exit 0
 
 # ---- building ------------------------------------------------------------------------
 
-def _version(distribution: str) -> str | None:
+def installed_version(distribution: str) -> str | None:
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -143,13 +143,13 @@ def requirements_text() -> str:
         if key in seen or key == "torch":
             continue
         seen.add(key)
-        version = _version(name)
+        version = installed_version(name)
         lines.append(f"{name}=={version}" if version else name)
     return "\n".join(lines) + "\n"
 
 
 def torch_version() -> str:
-    version = _version("torch")
+    version = installed_version("torch")
     if version is None:
         raise GradingError("torch is not installed here, so the bundle cannot pin its version")
     return version.split("+")[0]  # 2.13.0+cpu -> 2.13.0: the CPU index serves the CPU build

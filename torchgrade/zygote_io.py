@@ -1,7 +1,7 @@
 """What student code in a forked run talks to: the IPython shell, and a kernel's session and streams.
 
 Part of the warm engine's runtime (see zygote_runtime.py), bound read-only beside it at
-/run/torchgrade/ in the sandbox. The grader imports only ``probe_source`` and ``probe_definition`` from it (standard
+/run/torchgrade/ in the sandbox. The grader uses only ``PROBE_FILES``, ``probe_source`` and ``probe_definition`` of it (standard
 library only). As in ipykernel, stdout, stderr,
 displays, results and errors are messages passed to ``kernel.session.send``; the ``Outbox``
 keeps what grading needs (a kept cell's stdout, bounded; the cell's first error) and measures

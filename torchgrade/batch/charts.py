@@ -70,6 +70,11 @@ def integer_bins(scores: list[float], max_score: float) -> list[tuple[int, int]]
     return list(enumerate(counts))
 
 
+def rate_color(rate: float) -> str:
+    """A pass rate's colour, in the charts and in the report's tables: green from 80 %, amber from 50 %, else red."""
+    return GREEN if rate >= 0.8 else AMBER if rate >= 0.5 else RED
+
+
 def count_ticks(largest: int, most: int = 5) -> list[int]:
     """Whole-number ticks from 0 past the largest count, at most about `most` of them."""
     step = max(1, math.ceil(max(1, largest) / most))
@@ -131,8 +136,7 @@ def rate_bars(labels: list[str], rates: list[float], title: str) -> Chart:
         chart.texts.append(Text(x_of(percent), floor + 16, str(percent), fill=MUTED))
     for index, (label, rate) in enumerate(zip(labels, rates)):
         middle = top + row * index + row / 2
-        color = GREEN if rate >= 0.8 else AMBER if rate >= 0.5 else RED
-        chart.rects.append(Rect(left, middle - 8, max(0.0, x_of(100 * rate) - left), 16, color,
+        chart.rects.append(Rect(left, middle - 8, max(0.0, x_of(100 * rate) - left), 16, rate_color(rate),
                                 f"{label}: {100 * rate:.0f}%"))
         chart.texts.append(Text(left - 8, middle + 4, label, anchor="end"))
         inside = rate > 0.88  # a long bar holds its own number; a short one has it after its end

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from ..hidden import view_for
 from ..render.html import render_page
 from ..render.status import check_status
-from .charts import integer_bins, rate_bars, score_histogram
+from .charts import integer_bins, rate_bars, rate_color, score_histogram
 from .exports import StudentRow, TaskInfo, number
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -156,4 +156,4 @@ def render_report(*, title: str, assignment: str, rows: list[StudentRow], tasks:
         plots=plots, bins=integer_bins(finals, max_total) if finals else [], reasons=sorted(reasons.items()),
         grid=grid, labels=labels, flagged=[r for r in rows if r.flags],
         tampered=[r for r in rows if r.graded and r.report.flags], number=number, students_shown=STUDENTS_SHOWN,
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), blank=blank)
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), blank=blank, rate_color=rate_color)
