@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def cluster(tmp_path_factory):
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
     logs = [open(base / f"{name}.log", "wb") for name in ("scheduler", "worker1", "worker2")]
+    # Short, as Dask's default (/tmp/dask-scratch-space): a warm zygote's socket goes in its worker's folder when the
+    # path fits in a Unix socket's 107 bytes, and pytest's own folders are long.
+    scratch = tempfile.mkdtemp(prefix="tgdask-")
     processes = [subprocess.Popen(DASK + ["--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"],
                                   cwd=base, env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
     try:
@@ -56,7 +60,7 @@ def cluster(tmp_path_factory):
         for log in logs[1:]:
             processes.append(subprocess.Popen(WORKER + [address, "--nworkers", "1", "--nthreads", "1",
                                                         "--no-dashboard", "--memory-limit", "0",
-                                                        "--local-directory", str(base / "scratch")],
+                                                        "--local-directory", scratch],
                                               cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT))
         with distributed.Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
@@ -71,6 +75,7 @@ def cluster(tmp_path_factory):
                 process.kill()
         for log in logs:
             log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def submissions(folder: Path) -> Path:
@@ -182,15 +187,20 @@ def test_a_task_over_the_wall_clock_budget_is_given_up_as_a_local_worker_would_b
     assert not pool.running
 
 
-def kill_worker_grading(client, number: int, spared: set, timeout: float = 300) -> str:
+def kill_worker_grading(client, number: int, spared: set, zygote_folders: list, timeout: float = 300) -> str:
     """SIGKILL the worker process running the batch's submission `number` and nothing else (Dask counts a death
-    against every task the worker holds), never one of the `spared` workers (already killed)."""
+    against every task the worker holds), never one of the `spared` workers (already killed). Its warm zygote's
+    folders (socket and log) are added to `zygote_folders`."""
     prefix = f"torchgrade-{number}-"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for worker, keys in client.processing().items():
             if worker not in spared and len(keys) == 1 and str(keys[0]).startswith(prefix):
                 pid = client.run(os.getpid, workers=[worker])[worker]
+                folder = Path(client.run(lambda dask_worker: dask_worker.local_directory, workers=[worker])[worker])
+                while not list(folder.glob("torchgrade-zygote-*")) and time.monotonic() < deadline:
+                    time.sleep(0.1)  # the task is running, but its zygote may still be starting
+                zygote_folders += folder.glob("torchgrade-zygote-*")
                 os.kill(pid, signal.SIGKILL)
                 return worker
         time.sleep(0.2)
@@ -212,10 +222,11 @@ def test_workers_that_die_lose_no_row_and_a_submission_they_keep_dying_on_is_giv
                "--config", str(config), "--engine", "warm", "--scheduler", cluster]
     batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
+        zygote_folders = []
         with distributed.Client(cluster, timeout=60) as client:
-            killed = {kill_worker_grading(client, 0, set())}
-            killed.add(kill_worker_grading(client, 2, killed))
-            killed.add(kill_worker_grading(client, 2, killed))
+            killed = {kill_worker_grading(client, 0, set(), zygote_folders)}
+            killed.add(kill_worker_grading(client, 2, killed, zygote_folders))
+            killed.add(kill_worker_grading(client, 2, killed, zygote_folders))
             out, err = batch.communicate(timeout=600)
             client.wait_for_workers(2, timeout=120)  # the nannies restart killed workers: the cluster is whole again
     finally:
@@ -232,3 +243,7 @@ def test_workers_that_die_lose_no_row_and_a_submission_they_keep_dying_on_is_giv
     status, _, _, score, max_score, *_ = rows["a_once"]
     assert status == "graded" and score == max_score
     assert rows["wrong_function"] == gradebook(base / "local")["wrong_function"]
+    # A killed worker's zygote lived in the worker's own folder, which Dask removed when the next worker started:
+    # nothing of it is left behind.
+    assert len(zygote_folders) == 3 and all(folder.parent.name.startswith("worker-") for folder in zygote_folders)
+    assert [folder for folder in zygote_folders if folder.exists()] == []

@@ -226,3 +226,38 @@ def test_a_feedback_page_reads_on_a_phone_in_chromium(exported, tmp_path):
     dom = result.stdout
     assert dom.index('id="fix-first"') < dom.index('id="task-5"') and "<pre" not in dom
     assert "<code>retain_graph=True</code>" in dom
+
+
+def test_the_bar_charts_labels_fit_beside_their_bars_in_any_script_in_chromium(tmp_path):
+    """Chromium lays the labels out: each starts inside the chart and ends before its bar, for wide (CJK) characters,
+    combining marks and a title too long for the room (shortened, whole in its bar's tooltip)."""
+    import json
+
+    from torchgrade.batch.charts import rate_bars
+    from torchgrade.render.html import environment
+
+    labels = ["T1: 计算图中的反向传播与梯度累积以及保留计算图的原因和高阶导数",
+              "T2: Ｆｕｌｌ－ｗｉｄｔｈ ｆｏｒｍｓ ｏｆ ａ ｔｉｔｌｅ",
+              "T3: cafe\u0301 cre\u0300me bru\u0302le\u0301e",
+              "T4: " + "why retain_graph=True is needed when the graph is reused " * 3,
+              "T5"]
+    chart = rate_bars(labels, [0.2, 0.5, 0.9, 1.0, 0.0], "Pass rate")
+    assert chart.rects[0].tip.startswith(labels[0]) and chart.rects[3].tip.startswith(labels[3])
+    svg = environment().from_string('{% from "chart.svg.j2" import svg_chart %}{{ svg_chart(c, "plot") }}').render(c=chart)
+    page = tmp_path / "chart.html"
+    page.write_text('<!doctype html><meta charset="utf-8"><body style="margin:0">' + svg + '<pre id="out"></pre><script>'
+                    'document.getElementById("out").textContent = JSON.stringify([...document.querySelectorAll('
+                    '"svg text")].map(t => { const b = t.getBBox(); return [t.textContent, b.x, b.x + b.width]; }));'
+                    '</script>', encoding="utf-8")
+    result = chromium(tmp_path, page.as_uri(), "--dump-dom")
+    found = re.search(r'<pre id="out">(.*?)</pre>', result.stdout, re.S)
+    assert found, result.stderr[-2000:]
+    boxes = {text: (start, end) for text, start, end in json.loads(found.group(1).replace("&amp;", "&")
+                                                                     .replace("&lt;", "<").replace("&gt;", ">"))}
+    bar_start = chart.rects[0].x
+    shown = [t.text for t in chart.texts if t.anchor == "end" and t.text.startswith("T")]
+    assert len(shown) == len(labels) and shown[4] == "T5" and shown[3].endswith("…")
+    for text in shown:
+        start, end = boxes[text]
+        assert start >= 0, f"{text!r} runs off the chart's left edge ({start:.1f} px)"
+        assert end <= bar_start, f"{text!r} runs into its bar ({end:.1f} > {bar_start:.1f})"

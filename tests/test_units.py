@@ -211,3 +211,13 @@ def test_the_probe_is_its_file_with_each_part_indented_in_once_and_bound_in_the_
     (tmp_path / "probe_kernel.py").write_text("def f():\n    # probe part: probe_other.py\n", encoding="utf-8")
     with pytest.raises(ValueError, match="unknown part: probe_other.py"):
         zygote_io.probe_source(tmp_path)
+
+
+def test_a_zygotes_folder_goes_in_the_parent_given_only_where_its_socket_path_fits(tmp_path):
+    from torchgrade.zygote import SOCKET_PATH_MAX, socket_folder
+
+    assert socket_folder(str(tmp_path)) == str(tmp_path)
+    assert socket_folder(None) is None and socket_folder(str(tmp_path / "missing")) is None
+    deep = tmp_path / ("d" * (SOCKET_PATH_MAX - len(str(tmp_path))))
+    deep.mkdir()
+    assert socket_folder(str(deep)) is None  # a socket cannot be bound there: the system's temporary folder instead

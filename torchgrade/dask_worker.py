@@ -40,9 +40,13 @@ class WarmZygote(WorkerPlugin):
         self.sandbox_mode = sandbox_mode
         self.zygote = None
         self.lock = None  # made on the worker: the plugin travels pickled (it holds only the sandbox mode)
+        self.folder = None
 
     def setup(self, worker=None):
         self.lock = threading.Lock()
+        # The zygote's folder (its socket and log) in the worker's own: a worker killed with SIGKILL cannot remove
+        # it, and Dask removes a dead worker's folder when the next worker starts on the same local directory.
+        self.folder = getattr(worker, "local_directory", None)
 
     def client(self):
         """The zygote's client, starting (or replacing) the zygote when needed; None where forking cannot work."""
@@ -60,7 +64,7 @@ class WarmZygote(WorkerPlugin):
                 self.zygote = None
             if self.zygote is None:
                 try:
-                    self.zygote = Zygote(isolation(self.sandbox_mode))
+                    self.zygote = Zygote(isolation(self.sandbox_mode), parent=self.folder)
                 except WarmUnavailable:
                     return None
             return self.zygote.client

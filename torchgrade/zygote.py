@@ -92,15 +92,26 @@ class ZygoteClient:
             return False
 
 
+SOCKET_PATH_MAX = 107  # a Unix socket's path, in bytes (sun_path holds 108 with its NUL)
+
+
+def socket_folder(parent: str | None) -> str | None:
+    """Where the zygote's folder goes: ``parent`` (a Dask worker's own folder, which Dask removes when the worker
+    died without cleaning up), unless the socket's path would be too long there; None: the system's temporary
+    folder."""
+    room = len(os.fsencode(parent or "")) + len("/torchgrade-zygote-12345678/zygote.sock")
+    return parent if parent and os.path.isdir(parent) and room <= SOCKET_PATH_MAX else None
+
+
 class Zygote:
     """One zygote process, in the sandbox when ``isolation.sandbox``; ``close()`` kills it and all its runs."""
 
     def __init__(self, isolation: sandbox.Isolation, startup_timeout: float = 120.0,
-                 spawned: threading.Event | None = None, lean: bool = False):
+                 spawned: threading.Event | None = None, lean: bool = False, parent: str | None = None):
         self.isolation = isolation
         self.lean = lean  # see zygote_runtime.warm: for one notebook's two runs, ready a second sooner
         self.spawned = spawned or threading.Event()  # set once its process exists (or could not be started)
-        self.dir = Path(tempfile.mkdtemp(prefix="torchgrade-zygote-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="torchgrade-zygote-", dir=socket_folder(parent)))
         os.chmod(self.dir, 0o700)
         self.address = str(self.dir / "zygote.sock")
         self.process: subprocess.Popen | None = None

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import statistics
+import unicodedata
 from dataclasses import dataclass, field
 
 INK, MUTED, AXIS, GRID = "#1b1f24", "#57606a", "#8c959f", "#eaeef2"
 BLUE, RED, GREEN, AMBER = "#2f6fb0", "#a40e26", "#116329", "#bf8700"
 WIDTH = 760
-CHAR_WIDTH = 6.6  # an average character of the 12 px sans-serif labels, to leave room for the longest one
+CHAR_WIDTH = 6.6  # an average Latin character of the 12 px sans-serif labels, to leave room for the longest one
+LABEL_ROOM = 300  # the most a bar chart's labels take of its width; a longer label is shortened to fit
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,26 @@ def rate_color(rate: float) -> str:
     return GREEN if rate >= 0.8 else AMBER if rate >= 0.5 else RED
 
 
+def text_width(text: str) -> float:
+    """About how wide a 12 px label is drawn: a wide character (CJK, full-width forms) takes two average widths, and a
+    combining mark none, so labels in any script get their room and none runs off the chart's edge."""
+    units = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        units += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return CHAR_WIDTH * units
+
+
+def fit_label(text: str, room: float = LABEL_ROOM) -> str:
+    """The label, shortened with an ellipsis until it fits in ``room`` pixels (the whole of it stays in the tooltip)."""
+    if text_width(text) <= room:
+        return text
+    while text and text_width(text + "…") > room:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
 def count_ticks(largest: int, most: int = 5) -> list[int]:
     """Whole-number ticks from 0 past the largest count, at most about `most` of them."""
     step = max(1, math.ceil(max(1, largest) / most))
@@ -121,7 +143,8 @@ def score_histogram(scores: list[float], max_score: float) -> Chart:
 def rate_bars(labels: list[str], rates: list[float], title: str) -> Chart:
     """One horizontal bar per label, in the order given (top to bottom), as a percentage of graded students."""
     row, top, bottom, right = 24, 34, 44, 40
-    left = 12 + min(300, CHAR_WIDTH * max((len(label) for label in labels), default=0))
+    shown = [fit_label(label) for label in labels]
+    left = 12 + max((text_width(label) for label in shown), default=0)
     chart = Chart(f"{title}: " + "; ".join(f"{label} {100 * rate:.0f}%" for label, rate in zip(labels, rates)),
                   height=top + row * len(labels) + bottom)
     plot_width = chart.width - left - right
@@ -134,11 +157,11 @@ def rate_bars(labels: list[str], rates: list[float], title: str) -> Chart:
     for percent in range(0, 101, 20):
         chart.lines.append(Line(x_of(percent), top, x_of(percent), floor, stroke=GRID))
         chart.texts.append(Text(x_of(percent), floor + 16, str(percent), fill=MUTED))
-    for index, (label, rate) in enumerate(zip(labels, rates)):
+    for index, (label, text, rate) in enumerate(zip(labels, shown, rates)):
         middle = top + row * index + row / 2
         chart.rects.append(Rect(left, middle - 8, max(0.0, x_of(100 * rate) - left), 16, rate_color(rate),
                                 f"{label}: {100 * rate:.0f}%"))
-        chart.texts.append(Text(left - 8, middle + 4, label, anchor="end"))
+        chart.texts.append(Text(left - 8, middle + 4, text, anchor="end"))
         inside = rate > 0.88  # a long bar holds its own number; a short one has it after its end
         chart.texts.append(Text(x_of(100 * rate) + (-4 if inside else 4), middle + 4, f"{100 * rate:.0f}%",
                                 anchor="end" if inside else "start", fill="white" if inside else INK, size=11))
