@@ -41,6 +41,21 @@ def test_untouched_exercise_earns_zero_with_a_readable_report():
     assert "[FAIL] f equals x³ + y²" in result.stdout and "Expected:" in result.stdout and "Hint:" in result.stdout
 
 
+def test_the_readmes_first_command_grades_the_shipped_example_and_shows_its_two_mistakes():
+    """`bash scripts/grade-example.sh` (the README's first command) installs, then runs this very line."""
+    command = (ROOT / "scripts" / "grade-example.sh").read_text().strip().splitlines()[-1]
+    assert command == 'python grade.py examples/student_submission.ipynb "$@"'
+    assert "bash scripts/grade-example.sh" in (ROOT / "README.md").read_text()
+    result = grade("examples/student_submission.ipynb", cwd=ROOT)  # its assignment from the notebook's metadata
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == ["Computational graphs and autograd: examples/student_submission.ipynb",
+                                              "Score: 18 / 20"]
+    failed = [line.split("]", 1)[1].rsplit(None, 1)[0].strip() for line in result.stdout.splitlines() if "[FAIL]" in line]
+    assert failed == ["f_x and f_y carry a graph (create_graph=True)",
+                      "retain_graph used exactly where the graph is reused"]
+    assert result.stdout.count("Expected:") == result.stdout.count("Hint:") == 2 and result.stderr == ""
+
+
 @pytest.mark.parametrize("name", ["empty.ipynb", "not_json.ipynb", "binary.ipynb", "future_nbformat.ipynb"])
 def test_unreadable_files_exit_3_with_one_line_and_no_traceback(name):
     result = grade(CORPUS / name)
