@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from torchgrade.assignment import Assignment, Given, Tensor
-from torchgrade.checks import GRAD, CheckContext, Outcome, failed, first_failure, passed
+from torchgrade.checks import GRAD, CheckContext, Outcome, excerpt, failed, first_failure, passed
 from torchgrade.evidence import CallRecord, NoneValue, shape_text
 
 EXAMPLE_X = [[2.0, 3.0, 2.0], [2.0, 3.0, 3.0]]
@@ -228,13 +228,13 @@ def create_graph(ctx: CheckContext) -> Outcome:
         used = "backward()" if any(c.is_backward for c in ctx.calls()) else "no autograd call"
         return failed(expected, f"{used} in task 3; torch.autograd.grad was not used for f_x and f_y",
                       "torch.autograd.grad returns the derivatives instead of storing them in .grad; use it here.")
-    for call in producers:
+    for name, call in zip(("f_x", "f_y"), producers):
         if call is not None and call.api == "autograd.grad" and not call.create_graph:
             if call.retain_graph:
-                return failed(expected, "retain_graph=True was used: it keeps the graph of f, but f_x itself has no "
-                              "grad_fn", "Keeping f's graph is not the same as recording how the derivative was "
+                return failed(expected, f"retain_graph=True was used: it keeps the graph of f, but {name} itself has "
+                              "no grad_fn", "Keeping f's graph is not the same as recording how the derivative was "
                               "computed; read what create_graph does in torch.autograd.grad's documentation.")
-            return failed(expected, "f_x has no grad_fn, so it cannot be differentiated again",
+            return failed(expected, f"{name} has no grad_fn, so it cannot be differentiated again",
                           "Ask torch.autograd.grad to build a graph of the derivative computation itself "
                           "(see its create_graph argument).")
     hint = "Keep the tensors torch.autograd.grad returns as f_x and f_y (unpack the tuple); do not retype them."
@@ -274,7 +274,8 @@ def mixed(ctx: CheckContext) -> Outcome:
                       "depend on. Mathematically that derivative still exists: turn it into a tensor of x's shape.")
     unused = raised(ctx.calls(), "appears to not have been used in the graph")
     if unused and ctx.tensor("f_xy") is None:
-        return failed("`f_xy` = ∂²f/∂x∂y: a tensor of x's shape", f"torch.autograd.grad raised “{unused.raised.message[:120]}”",
+        return failed("`f_xy` = ∂²f/∂x∂y: a tensor of x's shape",
+                      f"torch.autograd.grad raised “{excerpt(unused.raised.message, 120)}”",
                       "f_x does not depend on y; read about allow_unused (and materialize_grads) in torch.autograd.grad.")
     return ctx.compare("f_xy", what="∂²f/∂x∂y", hint=hint, accept_one_tuple=True)
 

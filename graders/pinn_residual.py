@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from torchgrade.assignment import Assignment, Given, Number, Seeded, Tensor
-from torchgrade.checks import FUNC, FUNCTIONAL, GRAD, CheckContext, Outcome, failed, first_failure, passed
+from torchgrade.checks import FUNC, FUNCTIONAL, GRAD, CheckContext, Outcome, excerpt, failed, first_failure, passed
 
 MODEL_CODE = ("nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))"
               ".double()")
@@ -350,7 +350,7 @@ def gradient_diagnosis(ctx: CheckContext) -> Outcome | None:
     if all(ctx.tensor(path) is None for path in GRAD_PATHS):
         freed = next((c for c in ctx.calls() if c.raised and SECOND_PASS in c.raised.message), None)
         if freed is not None:
-            return failed(expected_text, f"no parameter has a .grad: {freed.api} raised “{freed.raised.message[:90]}…”",
+            return failed(expected_text, f"no parameter has a .grad: {freed.api} raised “{excerpt(freed.raised.message, 90)}”",
                           "An autograd.grad call without create_graph=True frees the graph it went through, and "
                           "the loss goes through that same graph (the one of u). The derivative taken in Task 2 "
                           "needs create_graph=True: it keeps that graph and gives d2u_dt2 one of its own.")

@@ -13,7 +13,7 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" =
 fi
 
 # A CPU build of torch first (an unpinned torch would pull a CUDA build of several GB).
-python -m pip install -q torch==2.13.0
+bash scripts/install-torch.sh
 python -m pip install -q -e ".[test]"
 
 status=0

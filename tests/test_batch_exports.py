@@ -113,14 +113,19 @@ def test_lms_files_follow_their_formats_and_leave_ungradeable_blank(exported):
                                       "SIS Login ID": "alice", "Section": "A", "Homework 1 (4242)": "20"}
     assert by_name["ivy"]["Homework 1 (4242)"] == "" and by_name["Zoe Quinn"]["Homework 1 (4242)"] == ""
     assert by_name["bob"]["Homework 1 (4242)"] == "12"  # the final score
-    moodle = table(output / "moodle.csv")  # every roster student has an email: Moodle identifies users by it
+    moodle = table(output / "moodle.csv")  # the roster's students have emails: Moodle identifies users by them
     assert list(moodle[0]) == ["Email address", "Computational graphs and autograd"]
     assert {r["Email address"]: r["Computational graphs and autograd"] for r in moodle} == \
         {"alice@x.edu": "20", "bob@x.edu": "12", "zoe@x.edu": ""}
     gradescope = table(output / "gradescope.csv")
     assert list(gradescope[0]) == ["Name", "Email", "SID", "Score"]
     assert {r["Email"]: (r["SID"], r["Score"]) for r in gradescope if r["Email"]}["bob@x.edu"] == ("2002", "12")
-    assert notes == []
+    # the students the roster does not know cannot be matched by Canvas nor be in moodle.csv: the summary says who
+    canvas_note, note = notes
+    assert canvas_note.startswith("canvas.csv: Canvas cannot match 9 student(s) with no Canvas ID in the roster (")
+    assert "bob" in canvas_note and "Alice" not in canvas_note  # bob is on the roster, with an email only
+    assert note.startswith("moodle.csv leaves out 7 student(s) with no email address in the roster (") and \
+        note.endswith(" and 2 more): enter their grades in Moodle by hand, or add the column to the roster")
 
 
 def test_student_feedback_never_names_a_hidden_check_the_instructor_copy_does(exported, corpus_reports):

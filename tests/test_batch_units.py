@@ -502,3 +502,77 @@ def test_progress_in_a_log_prints_one_line_per_submission_with_the_time_left():
     assert "2/4 done, 1 failed" in lines[1] and "~0:05 left" in lines[1]  # one left, 5 s average
     progress.began("carl")
     assert 4.0 < progress.eta() <= 5.0  # carl just started: about one average submission left
+
+
+def test_gradebook_commands_find_the_gradebook_of_a_batch_over_several_assignments(tmp_path):
+    """A batch over the shipped config writes OUTPUT/<assignment>/; --export, --override and --comment given OUTPUT
+    (as the README's quick start does) find the one gradebook there, or ask which one, in one line."""
+    from torchgrade.batch.decisions import DecisionError, gradebook_folder
+
+    config = load_config(ROOT / "config.yaml")
+    flat, nested = tmp_path / "flat", tmp_path / "hw1-grades"
+    flat.mkdir()
+    (flat / "gradebook.sqlite").write_bytes(b"")
+    assert gradebook_folder(flat, None, config) == flat
+    (nested / "computational_graph").mkdir(parents=True)
+    (nested / "computational_graph" / "gradebook.sqlite").write_bytes(b"")
+    assert gradebook_folder(nested, None, config) == nested / "computational_graph"
+    assert gradebook_folder(nested, "computational_graph", config) == nested / "computational_graph"
+    with pytest.raises(DecisionError, match="no gradebook.sqlite here"):
+        gradebook_folder(nested, "pinn_residual", config)  # never another assignment's gradebook
+    (nested / "pinn_residual").mkdir()
+    (nested / "pinn_residual" / "gradebook.sqlite").write_bytes(b"")
+    with pytest.raises(DecisionError, match="holds a gradebook for each of computational_graph, pinn_residual: say "
+                                            "which with --assignment NAME"):
+        gradebook_folder(nested, None, config)
+    assert gradebook_folder(nested, "pinn_residual", config) == nested / "pinn_residual"
+    with pytest.raises(DecisionError, match="no gradebook.sqlite here"):
+        gradebook_folder(tmp_path / "empty", None, config)
+
+
+def test_moodle_csv_never_leaves_a_student_out_without_saying_so(tmp_path):
+    from types import SimpleNamespace
+
+    from torchgrade.batch.exports import StudentRow
+    from torchgrade.batch.lms import write_moodle
+
+    def row(student, **ids):
+        known = {"email": "", "username": "", "id_number": "", **ids}
+        return StudentRow(student=student, file="f", status="missing", ids=SimpleNamespace(**known))
+
+    path = tmp_path / "moodle.csv"
+    everyone = [row("ann", email="ann@x.edu", username="ann"), row("bo", email="bo@x.edu")]
+    assert write_moodle(path, everyone, "HW1") is None
+    assert path.read_text(encoding="utf-8").splitlines()[0] == '"Email address","HW1"'
+    # every student has a username, not every one an email: usernames, nobody left out
+    usernames = [row("ann", email="ann@x.edu", username="ann"), row("bo", username="bo")]
+    assert write_moodle(path, usernames, "HW1") is None and path.read_text().count("\n") == 3
+    # a Classroom roster with one email among five: that one row, and a note naming the four others
+    classroom = [row("mary", email="mary@x.edu")] + [row(name) for name in ("al", "bea", "cy", "di")]
+    note = write_moodle(path, classroom, "HW1")
+    assert note == ("moodle.csv leaves out 4 student(s) with no email address in the roster (al, bea, cy, di): enter "
+                    "their grades in Moodle by hand, or add the column to the roster")
+    assert path.read_text(encoding="utf-8").count("\n") == 2
+    # a student not on the roster counts too
+    stranger = StudentRow(student="zed", file="f", status="missing")
+    assert "(zed)" in write_moodle(path, everyone + [stranger], "HW1")
+    assert write_moodle(path, [row("al"), stranger], "HW1").startswith("moodle.csv not written")
+    assert not path.exists()
+
+
+def test_a_notebook_naming_no_assignment_gets_advice_a_student_can_follow(tmp_path):
+    """The reason names --assignment for the instructor; the student's feedback leaves the flag out and says what
+    to do instead (not the generic 'check that it opens and runs')."""
+    from torchgrade.config import assignment_for
+    from torchgrade.errors import UsageError
+    from torchgrade.render.feedback import advice_for, student_reason
+
+    notebook = tmp_path / "mystery.ipynb"
+    notebook.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(UsageError) as raised:
+        assignment_for(load_config(ROOT / "config.yaml"), notebook)
+    reason = str(raised.value)
+    assert reason.endswith("; use --assignment NAME")
+    assert student_reason(reason) == ("mystery.ipynb: cannot tell which assignment it is (choices: computational_graph, "
+                                      "computational_graph_intro, pinn_residual)")
+    assert advice_for(reason).startswith("The grader could not tell which assignment this notebook is for")

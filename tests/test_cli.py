@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -46,6 +47,8 @@ def test_the_readmes_first_command_grades_the_shipped_example_and_shows_its_two_
     command = (ROOT / "scripts" / "grade-example.sh").read_text().strip().splitlines()[-1]
     assert command == 'python grade.py examples/student_submission.ipynb "$@"'
     assert "bash scripts/grade-example.sh" in (ROOT / "README.md").read_text()
+    steps = (ROOT / "scripts" / "grade-example.sh").read_text().splitlines()
+    assert steps.index("bash scripts/install-torch.sh") < steps.index("python -m pip install -q -e .")  # CPU torch first
     result = grade("examples/student_submission.ipynb", cwd=ROOT)  # its assignment from the notebook's metadata
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[:2] == ["Computational graphs and autograd: examples/student_submission.ipynb",
@@ -54,6 +57,15 @@ def test_the_readmes_first_command_grades_the_shipped_example_and_shows_its_two_
     assert failed == ["f_x and f_y carry a graph (create_graph=True)",
                       "retain_graph used exactly where the graph is reused"]
     assert result.stdout.count("Expected:") == result.stdout.count("Hint:") == 2 and result.stderr == ""
+
+
+def test_the_torch_installer_keeps_an_installed_torch_and_installs_nothing():
+    """scripts/install-torch.sh (both README commands run it first): with torch 2.13.0 here, it only checks."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "install-torch.sh")], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, env={**os.environ, "TORCH_CPU_INDEX": "http://127.0.0.1:9/none"})
+    assert result.returncode == 0 and result.stdout == result.stderr == ""
+    steps = (ROOT / "scripts" / "test.sh").read_text().splitlines()
+    assert steps.index("bash scripts/install-torch.sh") < steps.index('python -m pip install -q -e ".[test]"')
 
 
 @pytest.mark.parametrize("name", ["empty.ipynb", "not_json.ipynb", "binary.ipynb", "future_nbformat.ipynb"])

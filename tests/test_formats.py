@@ -377,6 +377,20 @@ def test_workflow_has_the_shape_classroom_expects(workflow):
     assert grade["run"].rstrip().endswith("exit 0") and "set +e" in grade["run"]
 
 
+def test_the_workflow_installs_every_package_a_run_and_its_grading_need(workflow):
+    """What a student's push is graded with must be what pyproject.toml declares (a run imports matplotlib for
+    `%matplotlib inline`, as a kernel would): else Classroom could score a notebook unlike grade.py at home. Left
+    out on purpose: torch (installed first, from the CPU index), dask and psutil (batches and benchmarks only)."""
+    import re
+
+    block = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("dependencies = [", 1)[1].split("]\n", 1)[0]
+    declared = re.findall(r'^\s*"([^"]+)"', block, re.M)  # (tomllib would need Python 3.11)
+    assert "torch>=2.1" in declared and len(declared) > 8
+    names = {re.split(r"[\[<>=!~ ]", spec, maxsplit=1)[0].lower() for spec in declared}
+    installed = {name.lower() for name in workflow["env"]["GRADER_PACKAGES"].split()}
+    assert names - {"torch", "dask", "psutil"} <= installed, names - installed
+
+
 def test_workflow_is_valid_github_actions_syntax():
     """Against SchemaStore's GitHub workflow schema, as vendored by check-jsonschema."""
     done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",

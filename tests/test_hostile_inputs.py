@@ -278,3 +278,47 @@ def test_the_cli_survives_a_terminal_that_cannot_show_the_text(tmp_path):
     assert result.returncode == 3, result.stderr
     assert b"Traceback" not in result.stderr and result.stderr.count(b"\n") == 1
     assert json.loads(result.stdout)["score"] == 0
+
+
+def encrypted(archive: Path, member: str) -> None:
+    """Mark one member of a zip as encrypted, as a password-protected export does (zipfile cannot write one)."""
+    data = bytearray(archive.read_bytes())
+    name = member.encode()
+    for signature, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            if data[start + name_at:start + name_at + len(name)] == name:
+                data[start + flag_at] |= 0x1
+            start += 4
+    archive.write_bytes(bytes(data))
+
+
+def test_a_zip_over_several_assignments_says_why_each_member_was_not_graded(tmp_path):
+    """With the shipped config (several assignments, no --assignment), a link, a password-protected member and a
+    member whose path leaves the zip each get a row saying why (not 'the file is empty', the loader's word for the
+    placeholder), in the student's words; nothing is executed."""
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        link = zipfile.ZipInfo("hw1/mallory.ipynb")
+        link.create_system, link.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
+        bundle.writestr(link, str(SOLUTION))
+        bundle.writestr("hw1/carl.ipynb", SOLUTION.read_bytes())
+        bundle.writestr("hw1/../../evil.ipynb", SOLUTION.read_bytes())
+    encrypted(archive, "hw1/carl.ipynb")
+    with zipfile.ZipFile(archive) as bundle:
+        assert bundle.getinfo("hw1/carl.ipynb").flag_bits & 0x1  # control: zipfile itself sees a locked member
+    output = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(archive), "--config", str(ROOT / "config.yaml"),
+                             "--output-dir", str(output)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    [folder] = [p for p in output.iterdir() if (p / "grades.csv").is_file()]
+    import csv
+
+    rows = {r["student"]: r for r in csv.DictReader(open(folder / "grades.csv", encoding="utf-8"))}
+    reasons = {student: rows[student]["reason"] for student in ("mallory", "carl", "evil")}
+    assert "symbolic link" in reasons["mallory"]
+    assert reasons["carl"] == ("hw1/carl.ipynb: not graded, it is encrypted (password-protected) inside class.zip; "
+                               "submit the notebook without a password")
+    assert reasons["evil"].startswith("evil.ipynb: not graded, its path inside class.zip is unsafe")
+    assert not any("empty" in reason or "ZipInfo" in reason for reason in reasons.values())
+    assert not (tmp_path / "evil.ipynb").exists() and not (tmp_path.parent / "evil.ipynb").exists()

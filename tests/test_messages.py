@@ -12,6 +12,7 @@ TARGETED = [
     ("backward_nonscalar.ipynb", "t2_backward_scalar", "called on a tensor of shape (2, 3)"),
     ("backward_nonscalar.ipynb", "t2_backward_scalar", "needs a single number"),
     ("missing_create_graph.ipynb", "t3_create_graph", "f_x has no grad_fn"),
+    ("create_graph_only_for_f_x.ipynb", "t3_create_graph", "f_y has no grad_fn"),
     ("retain_instead_of_create.ipynb", "t3_create_graph", "retain_graph=True was used"),
     ("backward_in_task3.ipynb", "t3_create_graph", "torch.autograd.grad was not used"),
     ("backward_in_task3.ipynb", "t3_grad_untouched", "backward() was used in task 3"),

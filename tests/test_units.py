@@ -221,3 +221,148 @@ def test_a_zygotes_folder_goes_in_the_parent_given_only_where_its_socket_path_fi
     deep = tmp_path / ("d" * (SOCKET_PATH_MAX - len(str(tmp_path))))
     deep.mkdir()
     assert socket_folder(str(deep)) is None  # a socket cannot be bound there: the system's temporary folder instead
+
+
+def test_late_policy_lms_columns_and_validation_settings_run_nothing_again_and_recheck_nothing():
+    """They shape only the exports (and mutant validation's verdict): a change must not re-run a class's notebooks
+    (the execution fingerprint) nor re-check them (the scoring one); `--export` applies it. Points do re-check."""
+    from torchgrade.config import LatePolicy, LmsExport, load_config
+    from torchgrade.evidence_store import execution_fingerprint, scoring_fingerprint
+    from torchgrade.evidence_store import NoExecution
+    from torchgrade.pipeline import Grader
+
+    entry = load_config(ROOT / "config.yaml").assignments["computational_graph"]
+
+    def fingerprints(config):
+        grader = Grader.from_config("computational_graph", config, executor=NoExecution())
+        execution = execution_fingerprint(grader)
+        return execution, scoring_fingerprint(grader, execution)
+
+    base = fingerprints(entry)
+    changed = entry.model_copy(update={
+        "late_policy": LatePolicy(deadline="2026-12-01T00:00:00+00:00", penalty_per_day=10),
+        "lms": LmsExport(canvas_column="HW1 (77)"),
+        "validation": entry.validation.model_copy(update={"exercise_floor": 0.5})})
+    assert fingerprints(changed) == base
+    points = entry.checks["t1_f_value"].model_copy(update={"points": 5})
+    execution, scoring = fingerprints(entry.model_copy(update={"checks": {**entry.checks, "t1_f_value": points}}))
+    assert execution == base[0] and scoring != base[1]  # control: points are re-checked, not re-run
+
+
+def test_a_quoted_error_is_cut_at_a_word_and_says_it_was_cut():
+    from torchgrade.outcome import excerpt
+
+    message = ("One of the differentiated Tensors appears to not have been used in the graph. Set allow_unused=True "
+               "if this is the desired behavior.")
+    assert excerpt(message, 500) == message and excerpt("a\n  b") == "a b"
+    short = excerpt(message, 120)
+    assert short.endswith("…") and len(short) <= 120 and message.startswith(short[:-1])
+    assert short == ("One of the differentiated Tensors appears to not have been used in the graph. Set "
+                     "allow_unused=True if this is the…")
+    assert excerpt("x" * 300, 100) == "x" * 99 + "…"  # one long word: cut where it must be
+
+
+def test_a_warm_cell_ends_at_its_deadline_however_many_frames_its_run_sends():
+    """A run that sends a big piece of output, then floods its socket with tiny frames (each one the grader must
+    read and keep), cannot hold the grader past the cell's deadline: keeping output costs linear time (appending
+    to one ever longer string copied it for every frame: minutes of the grader's CPU for seconds of the run's)."""
+    import socket
+    import struct
+    import threading
+    import time
+
+    from torchgrade.execution import CellRun, PlannedCell
+    from torchgrade.fork_child import Child
+    from torchgrade.fork_executor import Run, WarmExecutor
+
+    ctl, child_end = socket.socketpair()
+    mon, mon_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    run = object.__new__(Run)
+    run.engine = WarmExecutor(probe_output_bytes=64 * 2**20)
+    run.cells = [PlannedCell("pass", "snapshot", keep_stdout=True)]
+    run.runs = [CellRun()]
+    run.child = Child(ctl, mon, max_frame=2**23)
+    stop = threading.Event()
+
+    def flood():  # for 4 s at most: a grader that overran its deadline returns late instead of hanging the suite
+        big = "é".encode() * 2**21
+        tiny = (struct.pack(">IB", 1, ord("O")) + b"!") * 10_000
+        until = time.monotonic() + 4
+        try:
+            child_end.sendall(struct.pack(">IB", len(big), ord("O")) + big)
+            while not stop.is_set() and time.monotonic() < until:
+                child_end.sendall(tiny)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    started = time.monotonic()
+    try:
+        assert run.wait_done(0, started + 1.0) is None
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        for sock in (ctl, child_end, mon, mon_child):
+            sock.close()
+        sender.join(5)
+    kept = run.runs[0]
+    assert 1.0 <= took < 1.5, f"the cell's deadline was 1 s; the grader returned after {took:.1f} s"
+    assert kept.stdout.startswith("é" * 2**21 + "!!!") and kept.kept_bytes == len(kept.stdout.encode())
+
+
+def test_kept_output_is_bounded_in_bytes_and_never_splits_a_character():
+    from torchgrade.execution import CellRun
+
+    run = CellRun()
+    run.keep("ab", 10)
+    run.keep("\U0001F600" * 3, 10)  # 12 bytes: the third character would pass the bound, and is not cut in two
+    assert run.stdout == "ab" + "\U0001F600" * 2 and run.truncated
+    run.keep("c", 10)  # it would fit, but the output was cut: nothing after the cut is kept
+    assert run.stdout == "ab" + "\U0001F600" * 2
+    run.forget()
+    assert (run.stdout, run.kept_bytes, run.truncated) == ("", 0, False)
+
+
+def test_a_locked_down_process_cannot_use_the_kernels_keyrings():
+    """A uid's keyring outlives every process (until reboot) and a run's uid is leased again later: a key left there
+    would pass data from one submission to another. After the lock-down (both engines call it) the keyring calls
+    fail with EPERM, and everything else still works. Control: the same call succeeds before it."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() != "x86_64":  # CI's machine is; the filter itself also covers i386, aarch64 and arm
+        pytest.skip("the system call numbers in this test are x86_64's")
+    script = r"""
+import ctypes, json, os, sys
+sys.path.insert(0, sys.argv[1])
+import kernel_launcher
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+def add_key():
+    ctypes.set_errno(0)
+    serial = libc.syscall(248, b"user", b"torchgrade-test", b"x", 1, -2)  # into the process's session keyring
+    return serial, ctypes.get_errno()
+
+before = add_key()
+if before[0] > 0:
+    libc.syscall(250, 3, before[0])  # KEYCTL_REVOKE: leave nothing behind
+kernel_launcher.no_new_privileges()
+kernel_launcher.deny_keyrings()
+after = add_key()
+ctypes.set_errno(0)
+keyctl = libc.syscall(250, 0, -3, 0), ctypes.get_errno()  # KEYCTL_GET_KEYRING_ID of the user keyring
+status = open("/proc/self/status").read()
+print(json.dumps({"before": before, "after": after, "keyctl": keyctl, "pid": os.getpid(),
+                  "seccomp": "Seccomp:\t2" in status}))
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(ROOT / "torchgrade")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["before"][0] > 0, seen  # control: the call works without the filter
+    assert seen["after"] == [-1, 1] and seen["keyctl"] == [-1, 1]  # EPERM
+    assert seen["pid"] > 0 and seen["seccomp"]

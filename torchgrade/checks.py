@@ -21,10 +21,10 @@ from .evidence import (
     NotStored,
     CallRecord, CellError, Missing, RunEvidence, RunPlan, TensorValue, Value,
 )
-from .outcome import Outcome, failed, first_failure, passed
+from .outcome import Outcome, excerpt, failed, first_failure, passed
 
 __all__ = ["ANY_AUTOGRAD", "BACKWARD", "FUNC", "FUNCTIONAL", "GRAD", "CellError", "CheckContext", "Outcome",
-           "RunEvidence", "failed", "first_failure", "passed", "run_checks", "task_problem"]
+           "RunEvidence", "excerpt", "failed", "first_failure", "passed", "run_checks", "task_problem"]
 
 BACKWARD = frozenset({"Tensor.backward", "autograd.backward"})
 GRAD = frozenset({"autograd.grad"})
@@ -180,7 +180,7 @@ class CheckContext:
         nodes = frozenset().union(*(c.graph_nodes for c in runs)) if runs else frozenset()
         crashed = next((c for c in self.calls(task) if not c.succeeded and c.graph_nodes & nodes), None)
         if crashed is not None:
-            return failed(expected, f"a later backward pass raised “{crashed.raised.message[:160]}”", hint)
+            return failed(expected, f"a later backward pass raised “{excerpt(crashed.raised.message)}”", hint)
         for position, call in enumerate(runs):
             reused_later = any(call.graph_nodes & later.graph_nodes for later in runs[position + 1:])
             if reused_later and not call.keeps_graph:

@@ -204,6 +204,9 @@ def pick_assignment(config: Config, name: str | None) -> tuple[str, AssignmentCo
     return name, config.assignments[name]
 
 
+CHOOSE_WITH_FLAG = "; use --assignment NAME"  # for the instructor: a student's feedback leaves it out
+
+
 def assignment_for(config: Config, notebook: Path, override: str | None = None) -> tuple[str, AssignmentConfig]:
     """--assignment, else the notebook's `metadata.torchgrade.assignment`, else its file name, else one line of choices."""
     if override is not None or len(config.assignments) == 1:
@@ -223,8 +226,8 @@ def assignment_for(config: Config, notebook: Path, override: str | None = None) 
     load_notebook(notebook)
     choices = ", ".join(config.assignments)
     found = f"its metadata names {named!r}, which is not configured; " if named else ""
-    raise UsageError(f"{notebook.name}: cannot tell which assignment it is ({found}choices: {choices}); "
-                     f"use --assignment NAME")
+    raise UsageError(f"{notebook.name}: cannot tell which assignment it is ({found}choices: {choices})"
+                     f"{CHOOSE_WITH_FLAG}")
 
 
 def notebook_assignment(notebook: Path) -> str | None:

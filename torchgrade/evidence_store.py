@@ -54,6 +54,9 @@ SCORING_ONLY_MODULES = {"__init__.py", "checks.py", "compare.py", "outcome.py", 
 # Config keys that only shape scoring and reports; every other key (limits, random runs,
 # and any key added later) counts as part of execution. Paths are hashed by content.
 SCORING_ONLY_KEYS = {"title", "tolerance", "checks", "grader", "exercise", "solution"}
+# Config keys that shape neither a run nor a report: only the exports (late penalty, LMS columns) and mutant
+# validation's verdict. A change to them runs nothing again and re-checks nothing: `--export` applies it.
+EXPORT_ONLY_KEYS = {"late_policy", "lms", "validation"}
 
 
 class EvidenceError(ValueError):
@@ -189,7 +192,7 @@ def execution_fingerprint(grader: Grader) -> str:
     for name, source in _module_sources(_is_execution_module):
         add(name, source)
     settings = grader.config.model_dump(mode="json")
-    add("config", {k: v for k, v in settings.items() if k not in SCORING_ONLY_KEYS})
+    add("config", {k: v for k, v in settings.items() if k not in SCORING_ONLY_KEYS | EXPORT_ONLY_KEYS})
     plans = grader.plan_runs(b"torchgrade execution fingerprint")
     for run in plans:
         inputs = grader.assignment.draw(run)
@@ -204,7 +207,7 @@ def execution_fingerprint(grader: Grader) -> str:
 def scoring_fingerprint(grader: Grader, execution: str) -> str:
     """A short hash of everything else that shapes a report: points, tolerances, checks, messages."""
     digest = hashlib.sha256(execution.encode())
-    settings = grader.config.model_dump(mode="json", exclude={"grader", "exercise", "solution"})
+    settings = grader.config.model_dump(mode="json", exclude={"grader", "exercise", "solution", *EXPORT_ONLY_KEYS})
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(Path(grader.config.grader).read_bytes())
     for name, source in _module_sources(lambda relative: not relative.startswith("batch/")):

@@ -40,13 +40,43 @@ class PlannedCell:
     keep_stdout: bool = False
 
 
+# The stdout kept of one snapshot cell, in bytes: twice the largest snapshot the grader reads (its JSON is ASCII), so
+# a genuine one always fits and what a hostile run prints there costs the grader at most this, per cell.
+OUTPUT_KEPT_BYTES = 16 * 2**20
+
+
 @dataclass
 class CellRun:
     status: str = "not_run"  # ok | error | timeout | kernel_died | not_run
-    stdout: str = ""
     error_name: str = ""
     error_value: str = ""
     truncated: bool = False
+    kept_bytes: int = 0  # UTF-8 bytes of stdout kept so far
+    pieces: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def stdout(self) -> str:
+        """What the cell printed (a kept cell only), joined once however many pieces it came in."""
+        if len(self.pieces) > 1:
+            self.pieces[:] = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
+
+    def keep(self, text: str, limit: int) -> None:
+        """Keep a piece of the cell's stdout, at most ``limit`` bytes of UTF-8 in all, as both engines do: whatever a
+        run sends (many small pieces, wide characters), the grader's memory stays bounded and its work linear."""
+        room = limit - self.kept_bytes
+        if room <= 0:
+            self.truncated = self.truncated or bool(text)
+            return
+        data = text.encode("utf-8", "surrogatepass")
+        if len(data) > room:
+            self.truncated = True
+            text = data[:room].decode("utf-8", "ignore")  # a character cut in two is left out
+            self.pieces.append(text)
+            self.kept_bytes = limit  # nothing more is kept, not even a piece small enough for what is left
+            return
+        self.pieces.append(text)
+        self.kept_bytes += len(data)
 
     def record_error(self, name, value, folder: str) -> None:
         """A cell's error as both engines keep it: bounded, with no host path and no control character."""
@@ -55,7 +85,8 @@ class CellRun:
 
     def forget(self) -> None:
         """What the cell sent is void (a snapshot cell whose message was dropped is run again)."""
-        self.stdout, self.truncated, self.error_name, self.error_value = "", False, "", ""
+        self.pieces.clear()
+        self.kept_bytes, self.truncated, self.error_name, self.error_value = 0, False, "", ""
 
 
 @dataclass

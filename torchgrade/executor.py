@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import secrets
 import signal
 import time
@@ -48,8 +49,8 @@ from .config import Limits
 from .errors import GradingError
 from .kernel_box import KernelBox
 from .bwrap_box import BOX_WORKDIR
-from .execution import (INTERRUPT_GRACE, IOPUB_TIMEOUT, TIMEOUT_ERROR, CellRun, ExecutionResult, PlannedCell,
-                        kernel_environment, probe_handshake)
+from .execution import (INTERRUPT_GRACE, IOPUB_TIMEOUT, OUTPUT_KEPT_BYTES, TIMEOUT_ERROR, CellRun, ExecutionResult,
+                        PlannedCell, kernel_environment, probe_handshake)
 
 RECEIVE_QUEUE = 32  # messages waiting per socket: with max_message_bytes, a bound on what the kernel can make us hold
 
@@ -98,6 +99,20 @@ class GraderKernelClient(AsyncKernelClient):
         return True
 
 
+UNREADABLE = {"msg_id": "", "msg_type": "torchgrade_unreadable"}  # matches no request and no output type
+
+
+def unpack_or_ignore(data: bytes) -> dict:
+    """A part of a kernel's message, as JSON; a part Python cannot decode (JSON nested past its stack, not JSON at
+    all) becomes a header, parent, metadata or content that no cell's request matches, so the message is ignored,
+    as the warm engine ignores a frame it cannot read, instead of raising in the grader."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return dict(UNREADABLE)
+    return value if isinstance(value, dict) else dict(UNREADABLE)
+
+
 class GraderKernelManager(AsyncKernelManager):
     """An ipykernel started through our launcher, inside the KernelBox that isolates and cleans it up."""
 
@@ -116,6 +131,7 @@ class GraderKernelManager(AsyncKernelManager):
     def client(self, **kwargs):
         kwargs.setdefault("context", self.context)  # our context, whose socket options bound every message
         self.client_factory = GraderKernelClient
+        self.session.unpack = unpack_or_ignore  # the client shares this session
         return super().client(**kwargs)
 
     async def _async_signal_kernel(self, signum):
@@ -155,11 +171,8 @@ class _BoundedClient(NotebookClient):
         content = msg.get("content", {})
         run = self._runs[cell_index]
         if msg.get("msg_type") == "stream" and content.get("name") == "stdout" and self._plan[cell_index].keep_stdout:
-            room = self._max_output - len(run.stdout)
             text = content.get("text", "")
-            if len(text) > room:
-                run.truncated = True
-            run.stdout += text[: max(room, 0)]
+            run.keep(text if isinstance(text, str) else "", self._max_output)
         elif msg.get("msg_type") == "error" and not run.error_name:
             run.record_error(content.get("ename", ""), content.get("evalue", ""), self._workdir)
         return None
@@ -168,7 +181,7 @@ class _BoundedClient(NotebookClient):
 class NbclientExecutor:
     """The default engine: nbclient + ipykernel, a fresh isolated kernel per execution."""
 
-    def __init__(self, probe_output_bytes: int = 64 * 2**20, max_message_bytes: int = 16 * 2**20):
+    def __init__(self, probe_output_bytes: int = OUTPUT_KEPT_BYTES, max_message_bytes: int = 16 * 2**20):
         self.probe_output_bytes = probe_output_bytes  # all snapshot output kept for one cell
         self.max_message_bytes = max_message_bytes  # any one message from the kernel (the probe sends 1 MiB pieces)
 

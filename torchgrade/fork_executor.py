@@ -33,8 +33,8 @@ from pathlib import Path
 from . import bwrap_box, kernel_box, processes, sandbox
 from .config import Limits
 from .errors import GradingError
-from .execution import (STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, PlannedCell, kernel_environment,
-                        probe_handshake)
+from .execution import (OUTPUT_KEPT_BYTES, STOP_GRACE, TIMEOUT_ERROR, CellRun, ExecutionResult, PlannedCell,
+                        kernel_environment, probe_handshake)
 from .executor import NbclientExecutor
 from .fork_child import Child, RunDied
 from .zygote import WarmUnavailable, ZygoteClient, ZygoteFailure, shared_zygote
@@ -49,7 +49,7 @@ KERNEL_ADDRESS_SPACE_MB = 1300
 class WarmExecutor:
     """The warm engine: a zygote per process (or the one ``client`` names), a forked child per run."""
 
-    def __init__(self, client: ZygoteClient | None = None, probe_output_bytes: int = 64 * 2**20,
+    def __init__(self, client: ZygoteClient | None = None, probe_output_bytes: int = OUTPUT_KEPT_BYTES,
                  max_message_bytes: int = 16 * 2**20):
         self.client = client
         self.probe_output_bytes = probe_output_bytes
@@ -192,7 +192,7 @@ class Run:
             else:
                 run.record_error(done.get("error_name", ""), done.get("error_value", ""), folder)
                 run.status = "error" if run.error_name else "ok"
-                run.truncated = bool(done.get("truncated"))
+                run.truncated = run.truncated or bool(done.get("truncated"))  # the grader's own bound, or the run's
                 NbclientExecutor._explain_error(cells[index], run, limits, result)
                 if done.get("big") and NbclientExecutor._message_dropped(cells[index], run, result,
                                                                          self.engine.max_message_bytes):
@@ -202,29 +202,28 @@ class Run:
     def execute_cell(self, index: int, timeout: float) -> dict | None:
         """Run one cell; its "done" frame, or None when it timed out (RunDied when the child died)."""
         cell, run = self.cells[index], self.runs[index]
-        run.stdout, run.truncated = "", False
+        run.forget()
         self.child.send("C", json.dumps({"index": index, "source": cell.source, "keep_stdout": cell.keep_stdout}))
         return self.wait_done(index, time.monotonic() + timeout)
 
     def wait_done(self, index: int, deadline: float) -> dict | None:
+        """The cell's "done" frame; None at the deadline, which holds however many frames arrive before it."""
         run, keep = self.runs[index], self.cells[index].keep_stdout
-        while True:
+        while time.monotonic() < deadline:
             frame = self.child.next_frame(deadline)
             if frame is None:
                 return None
             kind, payload = frame
             if kind == "O" and keep:
-                room = self.engine.probe_output_bytes - len(run.stdout)
-                text = payload.decode("utf-8", "replace")
-                run.truncated = run.truncated or len(text) > room
-                run.stdout += text[: max(room, 0)]
+                run.keep(payload.decode("utf-8", "replace"), self.engine.probe_output_bytes)
             elif kind == "D":
                 try:
                     done = json.loads(payload)
-                except ValueError:
+                except (ValueError, RecursionError):  # any bytes: a JSON nested past Python's stack, too
                     done = {}
                 if isinstance(done, dict) and done.get("index") == index:
                     return done
+        return None
 
     def interrupt(self, index: int) -> bool:
         """SIGINT to the runner; True when it finished the cell within the grace period (it stays in use)."""

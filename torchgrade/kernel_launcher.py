@@ -86,6 +86,55 @@ def no_new_privileges() -> None:
         pass
 
 
+# Linux's key-retention service keeps a keyring per uid until the machine reboots, and a run's uid is leased to later
+# runs: a key left there by one submission could be read by another. Each engine's kernel or run is refused the
+# three system calls (EPERM, as Docker's default profile does), for each ABI a process of this machine may call.
+KEYRING_CALLS = {
+    0xC000003E: ((248, 249, 250), 0xBFFFFFFF),  # x86_64 (x32 calls carry bit 30: masked off): add_key, request_key, keyctl
+    0x40000003: ((286, 287, 288), 0xFFFFFFFF),  # i386, reachable from a 64-bit process through int 0x80
+    0xC00000B7: ((217, 218, 219), 0xFFFFFFFF),  # aarch64
+    0x40000028: ((309, 310, 311), 0xFFFFFFFF),  # arm (32-bit EABI), reachable from aarch64 where compat is built in
+}
+
+
+def keyring_filter() -> bytes:
+    """A classic BPF program for seccomp: EPERM for the keyring calls of the calling ABI, every other call allowed."""
+    import struct
+
+    load, jeq, jump, and_, ret = 0x20, 0x15, 0x05, 0x54, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    program = [(load, 0, 0, 4)]  # seccomp_data.arch
+    blocks = []
+    for arch, (numbers, mask) in KEYRING_CALLS.items():
+        body = [(load, 0, 0, 0), (and_, 0, 0, mask)] + [(jeq, "deny", 0, number) for number in numbers] + \
+               [(ret, 0, 0, allow)]
+        blocks.append((arch, body))
+    for arch, body in blocks:
+        program.append((jeq, 0, len(body), arch))  # not this ABI: over its block, to the next
+        program += body
+    program.append((ret, 0, 0, allow))  # an ABI not listed
+    program.append((ret, 0, 0, deny))
+    deny_at = len(program) - 1
+    return b"".join(struct.pack("=HBBI", code, deny_at - index - 1 if jt == "deny" else jt, jf, k)
+                    for index, (code, jt, jf, k) in enumerate(program))
+
+
+def deny_keyrings() -> None:
+    """Install keyring_filter (no_new_privs must be set first). Where seccomp is missing, nothing changes."""
+    import ctypes
+
+    program = keyring_filter()
+    buffer = ctypes.create_string_buffer(program, len(program))
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fprog = Program(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise SystemExit(f"torchgrade: could not install the seccomp filter ({os.strerror(ctypes.get_errno())})")
+
+
 def main() -> None:
     settings = json.loads(os.environ.pop("TORCHGRADE_LIMITS", "{}") or "{}")
     secret = read_secret() if settings.get("secret_on_stdin") else ""
@@ -100,6 +149,7 @@ def main() -> None:
         drop_privileges(settings["uid"], settings["gid"])
     if settings.get("no_new_privileges") and sys.platform.startswith("linux"):
         no_new_privileges()
+        deny_keyrings()
     sys._torchgrade_secret = secret
     del secret
     from ipykernel import kernelapp

@@ -30,3 +30,15 @@ def first_failure(*outcomes: Outcome) -> Outcome:
             return outcome
     notes = [o.note for o in outcomes if o.note]
     return passed(" ".join(dict.fromkeys(notes)))
+
+
+def excerpt(text: str, limit: int = 160) -> str:
+    """A student's error message, quoted in a Found line: whole when short, else cut at a word and ended with "…"
+    (a message cut mid-word reads as if the grader broke it)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"

@@ -60,3 +60,4 @@ def lock_down(settings):
         data = (ctypes.c_uint32 * 6)()
         check(libc.capset(header, data), "capset")
     kernel_launcher.no_new_privileges()
+    kernel_launcher.deny_keyrings()

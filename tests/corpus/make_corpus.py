@@ -367,6 +367,15 @@ def missing_create_graph(nb, exercise):
     return edit(nb, 3, ", create_graph=True)[0]", ")[0]", count=2)
 
 
+@variant("create_graph_only_for_f_x.ipynb", "mistake",
+         "Task 3 passes create_graph=True for f_x but not for f_y: the message must name f_y, the tensor with no "
+         "grad_fn (it named f_x whichever lacked it).",
+         ["t3_create_graph"])
+def create_graph_only_for_f_x(nb, exercise):
+    return edit(nb, 3, "f_y = torch.autograd.grad(f, y, grad_outputs=ones, create_graph=True)[0]",
+                "f_y = torch.autograd.grad(f, y, grad_outputs=ones)[0]")
+
+
 @variant("retain_instead_of_create.ipynb", "mistake",
          "Task 3 passes retain_graph=True instead of create_graph=True: values right, no grad_fn; the bridge "
          "isolates task 4, which keeps its points.",

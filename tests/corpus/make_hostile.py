@@ -197,6 +197,74 @@ def output(nb):
     return nb
 
 
+PROTOCOL_DEEP = """
+import struct, sys
+
+DEEP = b"[" * 200_000  # JSON nested past Python's stack: json.loads raises RecursionError
+if hasattr(sys.stdout, "_session"):  # a warm run: a "done" frame the grader cannot read
+    sys.stdout._session._deliver.ctl.sendall(struct.pack(">IB", len(DEEP), ord("D")) + DEEP)
+else:  # a kernel: a stream and an error message whose content the grader cannot read
+    kernel = get_ipython().kernel
+    for kind in ("stream", "error"):
+        kernel.session.send(kernel.iopub_socket, kind, content=DEEP, parent=kernel.get_parent("shell"))
+"""
+
+PROTOCOL_FLOOD = """
+import struct, sys
+
+flooded = []
+WIDE = "\\U0001F600" * 2**20 + "\\n"  # 4 MiB of UTF-8 (4 bytes a character), 12 MiB as escaped JSON: one message
+
+
+def flood_after_snapshot(result):
+    \"\"\"After the next two snapshot cells (in the cell, after the snapshot's own line): 20 MiB of wide characters
+    in 5 messages, then 3,000 one-character messages.\"\"\"
+    if "__torchgrade__.snapshot" not in (result.info.raw_cell or "") or len(flooded) >= 2:
+        return
+    flooded.append(1)
+    sys.stdout.flush()  # the snapshot's line goes first
+    texts = [WIDE] * 5 + ["B"] * 3000
+    if hasattr(sys.stdout, "_session"):  # a warm run: frames straight on the grader's socket
+        ctl = sys.stdout._session._deliver.ctl
+        for text in texts:
+            data = text.encode()
+            ctl.sendall(struct.pack(">IB", len(data), ord("O")) + data)
+    else:  # a kernel: stream messages of the cell
+        kernel = get_ipython().kernel
+        for text in texts:
+            kernel.session.send(kernel.iopub_socket, "stream", {"name": "stdout", "text": text},
+                                parent=kernel.get_parent("shell"))
+
+
+get_ipython().events.register("post_run_cell", flood_after_snapshot)
+"""
+
+
+PROTOCOL_KEYRING = """
+import ctypes
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+# add_key (x86_64) into the uid's own keyring, which outlives the run: a later run with the same uid could read it
+serial = libc.syscall(248, b"user", b"torchgrade-leak", b"from another submission", 23, -4)
+if serial > 0:
+    raise RuntimeError("a key outlives this run in the keyring of its uid")  # then the task's work is not done
+"""
+
+
+@hostile("protocol.ipynb", "sandbox",
+         "After correct work: task 1 sends a message whose JSON is nested 200,000 deep (the grader's json.loads "
+         "would raise RecursionError); task 2 makes the next two snapshot cells send, after the snapshot's own "
+         "line, 20 MiB of 4-byte characters in 5 messages and 3,000 one-character messages. Nothing of it counts, "
+         "the grader keeps at most 16 MiB of a cell's output, and its time stays within the cell's budget; task 3 "
+         "does its work only if it cannot leave a key in its uid's keyring, which would outlive the run.")
+def protocol(nb):
+    append(nb, 1, PROTOCOL_DEEP)
+    append(nb, 2, PROTOCOL_FLOOD)
+    prepend(nb, 3, PROTOCOL_KEYRING)
+    return nb
+
+
 @hostile("files.ipynb", "sandbox",
          "After correct work: task 1 writes a 200 MiB file, task 2 fills the disk; task 3 does no work and "
          "writes a perfect results.json wherever it can; task 4 tries to write outside its folder.",

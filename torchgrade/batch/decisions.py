@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from ..config import AssignmentConfig
 from ..errors import EXIT_GRADED
@@ -47,15 +48,31 @@ def gradebook_assignment(args: argparse.Namespace, config, book: Gradebook) -> t
                         f"{', '.join(held) or 'none of the configured ones'})")
 
 
+def gradebook_folder(output: Path, assignment: str | None, config) -> Path:
+    """The folder holding the gradebook: --output-dir itself, or, as a batch over several configured assignments
+    writes one folder per assignment (OUTPUT/<assignment>/), the one of --assignment or the only one there is."""
+    if (output / "gradebook.sqlite").is_file():
+        return output
+    held = [name for name in config.assignments if (output / name / "gradebook.sqlite").is_file()]
+    if assignment:
+        if assignment in held:
+            return output / assignment
+        held = []  # the gradebook of another assignment is not the one asked for
+    elif len(held) == 1:
+        return output / held[0]
+    if held:
+        raise DecisionError(f"{output} holds a gradebook for each of {', '.join(held)}: say which with --assignment "
+                            "NAME")
+    raise DecisionError(f"{output}: no gradebook.sqlite here; grade a class into it first")
+
+
 def run_decisions(args: argparse.Namespace, config) -> int:
     if args.paths:
         raise DecisionError("--export, --override, --clear-override and --comment take no PATH: they work on the "
                               "gradebook in --output-dir")
     if args.output_dir is None:
         raise DecisionError("say which gradebook with --output-dir (the folder holding gradebook.sqlite)")
-    output = args.output_dir.resolve()
-    if not (output / "gradebook.sqlite").is_file():
-        raise DecisionError(f"{output}: no gradebook.sqlite here; grade a class into it first")
+    output = gradebook_folder(args.output_dir.resolve(), args.assignment, config)
     if args.override and not (args.reason or "").strip():
         raise DecisionError("--override needs --reason TEXT: the student sees it")
     with OutputLock(output):

@@ -111,13 +111,15 @@ def _discover(paths: list[Path], unpack_dir: Path, exercise_name: str, skip: tup
             found.extend(items)
         elif path.suffix.lower() == ".zip":
             target = unpack_dir / f"zip{index}"
-            damaged = extract_zip(path, target)
+            refused: list[Found] = []
+            damaged = extract_zip(path, target, refused)
             root = look_through_wrappers(target)
             items = scan_folder(root, root, exercise_name, (), prefix=f"{path.name}:", shown_root=target)
-            if not items:
+            if not items and not refused:
                 raise SubmissionError(f"{path.name}: no notebooks (.ipynb files) in this zip")
             found.extend(replace(item, problem=damaged[item.path]) if item.path in damaged else item
                          for item in items)
+            found.extend(refused)
         elif path.is_symlink():  # given directly, but still a link: a shell glob picks up a student's links too
             found.append(Found(key=_stem(path), path=None, shown=str(path), relative=path.name,
                                problem=f"{path.name}: not graded, it is a symbolic link; {LINK_REFUSED}"))
@@ -233,10 +235,11 @@ def _member_kind(info: zipfile.ZipInfo) -> int:
     return stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0  # Unix modes only
 
 
-def extract_zip(archive: Path, target: Path) -> dict[Path, str]:
+def extract_zip(archive: Path, target: Path, refused: list[Found] | None = None) -> dict[Path, str]:
     """Extract the notebooks of a zip safely into target.
 
-    Unsafe members (absolute paths, `..`, links, special files) are never written.
+    Unsafe members (absolute paths, `..`, links, special files) are never written; a notebook among them is added to
+    ``refused`` as a row that says why, so that the instructor hears of it.
     Returns the members that could not be decompressed (damaged, encrypted) with the
     reason, each left as an empty placeholder so its student still gets a row.
     """
@@ -256,6 +259,8 @@ def extract_zip(archive: Path, target: Path) -> dict[Path, str]:
                 continue
             relative = _member_path(info, links=True)
             if relative is None:
+                if refused is not None and info.filename.lower().endswith(".ipynb"):
+                    refused.append(_refused_member(archive, info))
                 continue
             is_link = _member_kind(info) == stat.S_IFLNK
             if relative.suffix.lower() != ".ipynb" or any(not _visible(Path(p)) for p in relative.parts):
@@ -269,6 +274,11 @@ def extract_zip(archive: Path, target: Path) -> dict[Path, str]:
                 damaged[destination] = (f"{info.filename}: not graded, it is a symbolic link inside {archive.name}; "
                                         f"{LINK_REFUSED}")
                 continue
+            if info.flag_bits & 0x1:  # a password-protected member: zipfile would say so in its own words
+                destination.write_bytes(b"")
+                damaged[destination] = (f"{info.filename}: not graded, it is encrypted (password-protected) inside "
+                                        f"{archive.name}; submit the notebook without a password")
+                continue
             try:
                 total += _copy_bounded(bundle, info, destination)
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as problem:
@@ -278,6 +288,13 @@ def extract_zip(archive: Path, target: Path) -> dict[Path, str]:
                 raise SubmissionError(f"{archive.name}: more than {MAX_ZIP_TOTAL_BYTES // 2**30} GiB once "
                                       "decompressed (a zip bomb?); nothing was graded")
     return damaged
+
+
+def _refused_member(archive: Path, info: zipfile.ZipInfo) -> Found:
+    name = PurePosixPath(info.filename.replace("\\", "/").replace("\0", "")).name
+    return Found(key=_stem(PurePosixPath(name)), path=None, shown=f"{archive.name}:{info.filename}", relative=name,
+                 problem=(f"{name}: not graded, its path inside {archive.name} is unsafe (absolute, through '..', or "
+                          "a special file), so it was never extracted"))
 
 
 def _copy_bounded(bundle: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path) -> int:

@@ -126,7 +126,7 @@ def run_batches(args: argparse.Namespace, config: Config) -> int:
 
     def chooser(wanted: str):
         def choose(found: Found) -> tuple[bool, str | None]:
-            if found.path is None:
+            if found.path is None or found.problem:  # already a row that says why (an empty placeholder, a link)
                 return wanted == first, None
             try:
                 chosen, _ = assignment_for(config, found.path)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
 from .. import sanitize
+from ..config import CHOOSE_WITH_FLAG
 from ..hidden import HiddenSummary, view_for
 from ..results import GradeReport
 from .html import render_page
@@ -38,6 +39,10 @@ ADVICE = (  # (words in the reason, what to do), first match wins
     (("died", "killed", "memory"),
      "Your code stopped the grader's Python process (it used too much memory, or exited). Remove calls such as "
      "`os._exit` or `sys.exit`, and very large tensors, then submit again."),
+    (("cannot tell which assignment",),
+     "The grader could not tell which assignment this notebook is for: the information the exercise notebook "
+     "carries was removed (for example by copying the cells into a new notebook). Open the exercise notebook you "
+     "were given, copy your answers into its `# TASK` cells, save it, and submit that file."),
     (("ambiguous", "several notebooks"),
      "Your submission holds several notebooks and none is named like the exercise. Keep one notebook, named "
      "like the exercise, and submit again."),
@@ -46,8 +51,8 @@ _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/:'\"]+)+[\\/]([^\s\\/:'\"]+)")
 
 
 def student_reason(reason: str) -> str:
-    """The reason without the instructor's folders: any path becomes its file name."""
-    return _PATH.sub(lambda m: m.group(1), plain(reason))
+    """The reason without the instructor's folders (any path becomes its file name) or the instructor's flags."""
+    return _PATH.sub(lambda m: m.group(1), plain(reason)).replace(CHOOSE_WITH_FLAG, "")
 
 
 def advice_for(reason: str) -> str:
