@@ -181,6 +181,12 @@ def test_the_report_groups_failures_by_check_and_leaves_blank_submissions_out(ex
     assert order and all(order.index(c) == i or order[i - 1] == c for i, c in enumerate(order))  # grouped by check
     failures = page[page.index('id="failure-messages"'):page.index('id="tasks"')]
     assert ">dan<" not in failures  # the blank submission is not counted in the failures
+    import re
+
+    attempted = [r for r in rows.values() if r.graded and not r.blank]  # nor in the tasks' rates (dan scores 0)
+    full_task1 = sum(1 for r in attempted if r.task_score(1) == 3) / len(attempted)
+    [shown] = re.findall(r'<td>Task 1</td>.*?data-rate="([0-9.]+)"', page)
+    assert float(shown) == pytest.approx(full_task1, abs=1e-4) and rows["dan"].blank
     assert 'id="nav"' in page and 'id="grid"' in page and 'id="legend"' in page and 'id="score-bins"' in page
     assert "&lt;b&gt;hal&lt;/b&gt;" in page and "<b>hal</b>" not in page
     for key in ("Task 1: f equals", "untouched exercise", "identical file to gus"):

@@ -22,9 +22,11 @@ def combine(runs: list[RunPlan], outcomes: list[Outcome], advice: str = "") -> O
         if outcome.passed:
             continue
         if not run.is_example and outcomes[0].passed:
-            return Outcome(False, expected=outcome.expected, found=outcome.found,
-                           hint=ONLY_FOR_EXAMPLE.format(run=run.describe(), advice=advice),
-                           error=outcome.error)
+            # Its values and shapes are the other inputs', not the notebook's: say so before the student compares.
+            inputs = f"with {run.describe()}: "
+            return Outcome(False, expected=inputs + outcome.expected if outcome.expected else "",
+                           found=inputs + outcome.found if outcome.found else "",
+                           hint=ONLY_FOR_EXAMPLE.format(run=run.describe(), advice=advice), error=outcome.error)
         return outcome
     notes = [o.note for o in outcomes if o.note]
     return Outcome(True, note=notes[0] if notes else "")

@@ -126,11 +126,12 @@ def render_report(*, title: str, assignment: str, rows: list[StudentRow], tasks:
               ("median", "–" if median is None else f"{median:g} / {max_total:g}")]
 
     task_rows = []
+    attempted = [r for r in graded if not r.blank]  # as for the checks: an untouched exercise says nothing of a task
     for task in tasks:
-        full = sum(1 for r in graded if (r.task_score(task.number) or 0) >= task.max_score - 1e-9)
-        share = statistics.fmean([(r.task_score(task.number) or 0) / task.max_score for r in graded]) \
-            if graded and task.max_score else 0.0
-        task_rows.append({"task": task, "rate": full / len(graded) if graded else 0.0, "mean": share})
+        full = sum(1 for r in attempted if (r.task_score(task.number) or 0) >= task.max_score - 1e-9)
+        share = statistics.fmean([(r.task_score(task.number) or 0) / task.max_score for r in attempted]) \
+            if attempted and task.max_score else 0.0
+        task_rows.append({"task": task, "rate": full / len(attempted) if attempted else 0.0, "mean": share})
     difficulty = check_failures(rows, checks)
     plots = {}
     if finals:
