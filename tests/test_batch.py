@@ -461,6 +461,12 @@ def test_export_override_and_comment_work_on_the_gradebook_without_grading(class
     status, _ = run_in_process(monkeypatch, capsys, base + ["--clear-override", "bob@example.edu"])
     table = {r["student"]: r for r in csv.DictReader(open(output / "grades.csv", encoding="utf-8"))}
     assert status == 0 and table["bob@example.edu"]["total"] == "19"
+    # an override for a student with nothing graded is kept (it counts once graded), and the instructor is told
+    dave = next(r["student"] for r in csv.DictReader(open(output / "grades.csv", encoding="utf-8"))
+                if r["status"] == "could not grade")
+    status, captured = run_in_process(monkeypatch, capsys, base + ["--override", dave, "t1_f_value", "1", "--reason",
+                                                                   "x"])
+    assert status == 0 and f"note: {dave} has no graded submission (it could not be graded)" in captured.out
     # mistakes are one-line usage errors (exit 2)
     for extra, words in ((["--override", "nobody", "t1_f_value", "1", "--reason", "x"], "no student"),
                          (["--override", "bob@example.edu", "t9_nope", "1", "--reason", "x"], "no check"),

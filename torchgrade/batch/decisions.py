@@ -116,6 +116,10 @@ def record(args: argparse.Namespace, book: Gradebook, name: str, entry: Assignme
             raise DecisionError(f"POINTS for {check} must be between 0 and {maximum:g}")
         made = book.set_override(name, student, check, points, args.reason.strip())
         say(f"Override: {student}, {check} = {points:g}/{maximum:g} ({made.reason}), by {made.author} at {made.created_at}")
+        row = book.row(name, student)
+        if row is None or row.status != "graded":  # kept, as through any regrade, but nothing shows it yet
+            why = "no submission" if row is None else "it could not be graded"
+            say(f"note: {student} has no graded submission ({why}): the override counts once one is graded")
     if args.clear_override:
         student, *rest = args.clear_override
         if len(rest) > 1:
