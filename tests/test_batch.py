@@ -423,6 +423,16 @@ def test_grading_one_notebook_into_the_class_folder_keeps_every_row_in_the_expor
     assert len(table) == len(EXPECTED) + 2  # every student, not only the one just graded
     page = (output / "report.html").read_text(encoding="utf-8")
     assert f'<b>{len(EXPECTED)}</b>submissions' in page
+    # the summary counts the whole gradebook too: the class's earlier failures are still there, and listed
+    failed = [r["student"] for r in table if r["status"] == "could not grade"]
+    assert failed and f"could not grade:  {len(failed)}" in captured.out
+    assert all(f"    - {student} (" in captured.out for student in failed)
+    # with the roster: of its students not in this batch, only those with no row at all are "without one"
+    argv += ["--roster", str(class_batch.roster)]
+    status, captured = run_in_process(monkeypatch, capsys, argv)
+    table = list(csv.DictReader(open(output / "grades.csv", encoding="utf-8")))
+    missing = [r["student"] for r in table if r["status"] == "missing"]
+    assert status == 0 and missing and f"1 submission and {len(missing)} roster student(s) without one" in captured.out
 
 
 def test_export_override_and_comment_work_on_the_gradebook_without_grading(class_batch, copied_output, monkeypatch,

@@ -204,18 +204,18 @@ class TestRoster:
         put(tmp_path / "subs" / "carl" / "two.ipynb")  # ambiguous without the roster
         roster_path = tmp_path / "roster.csv"
         roster_path.write_text("identifier,file\nAnn Lee,a1.ipynb\nBen,subs/b2.ipynb\nCarl,carl/two.ipynb\n"
-                               "Dora,d.ipynb\n", encoding="utf-8")
+                               "Dora,d.ipynb\nEd,\n", encoding="utf-8")  # Ed: on the roster, no file yet
         found = discover([tmp_path / "subs"], tmp_path / "u", EXERCISE)
         result = assign(found, load_roster(roster_path))
         mapped = {identity: item for identity, item in result.submissions}
         assert set(mapped) == {"Ann Lee", "Ben", "Carl"}
         assert mapped["Carl"].problem is None and mapped["Carl"].path.name == "two.ipynb"
-        assert [m.identity for m in result.missing] == ["Dora"]
+        assert [m.identity for m in result.missing] == ["Dora", "Ed"]
 
     @pytest.mark.parametrize("text, message", [
         ("name,path\na,b\n", "unrecognised header"),
         ("identifier,file\na,x.ipynb\na,y.ipynb\n", "already on line 2"),
-        ("identifier,file\n,x.ipynb\n", "both identifier and file"),
+        ("identifier,file\n,x.ipynb\n", "the identifier is needed"),
         ("", "empty"),
     ])
     def test_bad_rosters_are_usage_errors(self, tmp_path, text, message):

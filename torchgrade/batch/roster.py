@@ -162,9 +162,11 @@ def load_roster(path: Path) -> Roster:
     elif PLAIN_COLUMNS <= set(column):
         for number, row in enumerate(rows[1:], start=2):
             identity, file = cell(row, "identifier"), cell(row, "file")
-            if not identity or not file:
-                raise RosterError(f"{path}: line {number}: both identifier and file are needed")
-            entries.append(Entry(identity, (file.replace("\\", "/").removeprefix("./"),), "", number, ids(row)))
+            if not identity:
+                raise RosterError(f"{path}: line {number}: the identifier is needed (file may be empty: a student "
+                                  "with no submission, listed as missing)")
+            keys = (file.replace("\\", "/").removeprefix("./"),) if file else ()
+            entries.append(Entry(identity, keys, "", number, ids(row)))
         kind = "plain"
     elif CANVAS_COLUMNS <= set(column):
         for number, row in enumerate(rows[1:], start=2):

@@ -223,8 +223,10 @@ def _grade(args, name: str, entry: AssignmentConfig, output: Path, work: Path, j
         decide(item, book, name, grader_version, scoring_version, args.force)
     to_execute = [i for i in items if i.action == "execute"]
     plan = {a: sum(1 for i in items if i.action == a) for a in ("execute", "rescore", "unchanged", "refused")}
+    # Roster students not in these paths, and not in the gradebook either (a batch of one into a class folder)
+    without = [m for m in matched.missing if book.row(name, m.identity) is None]
     say(f"Assignment: {name} ({entry.title}); {len(items)} submission{'s' if len(items) != 1 else ''}"
-        + (f" and {len(matched.missing)} roster student(s) without one" if matched.missing else ""))
+        + (f" and {len(without)} roster student(s) without one" if without else ""))
     say(f"To do: execute {plan['execute']}, re-check stored snapshots of {plan['rescore']}, "
         f"unchanged {plan['unchanged']}" + (f", unreadable {plan['refused']}" if plan["refused"] else "")
         + (f"; {workers_said(args, min(jobs, max(1, plan['execute'])), jobs_why)}" if plan["execute"] else ""))

@@ -28,6 +28,11 @@ class Tally:
 def summarize(name, entry, rows: list[StudentRow], tally: Tally, failures, missing, wall: float,
               rescore_seconds: float, output: Path, workers: str, said=()) -> None:
     graded = [r for r in rows if r.status == "graded"]
+    # Every row of the gradebook, as the counts above it: a batch of one graded into a class folder must not hide
+    # the class's earlier failures (this batch's own come first, with the file as it was given).
+    listed = {student for student, _, _ in failures}
+    failures = list(failures) + [(r.student, r.file, r.reason) for r in rows
+                                 if r.status == "could not grade" and r.student not in listed]
     scores = [r.final for r in graded]
     max_total = sum(c.points for c in entry.checks.values())
     say("")
