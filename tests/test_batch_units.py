@@ -518,7 +518,7 @@ def test_gradebook_commands_find_the_gradebook_of_a_batch_over_several_assignmen
     (nested / "computational_graph" / "gradebook.sqlite").write_bytes(b"")
     assert gradebook_folder(nested, None, config) == nested / "computational_graph"
     assert gradebook_folder(nested, "computational_graph", config) == nested / "computational_graph"
-    with pytest.raises(DecisionError, match="no gradebook.sqlite here"):
+    with pytest.raises(DecisionError, match="holds no gradebook for pinn_residual, only for computational_graph"):
         gradebook_folder(nested, "pinn_residual", config)  # never another assignment's gradebook
     (nested / "pinn_residual").mkdir()
     (nested / "pinn_residual" / "gradebook.sqlite").write_bytes(b"")
@@ -526,6 +526,9 @@ def test_gradebook_commands_find_the_gradebook_of_a_batch_over_several_assignmen
                                             "which with --assignment NAME"):
         gradebook_folder(nested, None, config)
     assert gradebook_folder(nested, "pinn_residual", config) == nested / "pinn_residual"
+    (nested / "gradebook.sqlite").write_bytes(b"")  # OUTPUT's own (an --assignment batch went there once)
+    assert gradebook_folder(nested, "pinn_residual", config) == nested / "pinn_residual"
+    assert gradebook_folder(nested, None, config) == nested
     with pytest.raises(DecisionError, match="no gradebook.sqlite here"):
         gradebook_folder(tmp_path / "empty", None, config)
 

@@ -32,6 +32,7 @@ TARGETED = [
     ("error_in_task1.ipynb", "t1_f_value", "NameError: name 'yy' is not defined"),
     ("f_detached.ipynb", "t1_f_graph", "no grad_fn"),
     ("task_cell_deleted.ipynb", "t3_values", "no cell starting with `# TASK 3`"),
+    ("untouched_exercise.ipynb", "t1_f_value", "Found: `...`, the exercise's placeholder (this part is not written yet)"),
     # typed-in values next to throw-away autograd calls, and a typed-in tensor at a freed result's address
     ("typed_formulas_with_decoys.ipynb", "t2_backward_scalar", "did not come from autograd"),
     ("typed_formulas_with_decoys.ipynb", "t3_create_graph", "did not come from autograd"),

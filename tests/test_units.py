@@ -366,3 +366,38 @@ print(json.dumps({"before": before, "after": after, "keyctl": keyctl, "pid": os.
     assert seen["before"][0] > 0, seen  # control: the call works without the filter
     assert seen["after"] == [-1, 1] and seen["keyctl"] == [-1, 1]  # EPERM
     assert seen["pid"] > 0 and seen["seccomp"]
+
+
+def test_a_kernel_session_reads_anything_a_kernel_signs_without_raising():
+    """The kernel holds its session's key: a replayed, short, undelimited or malformed message (signed) must become
+    a message no loop waits for, never an exception in the grader. Control: jupyter_client's own session raises."""
+    from jupyter_client.session import Session
+
+    from torchgrade.kernel_session import tolerant
+
+    def attacks(session):
+        parent = session.msg("execute_request", {})
+        good = session.serialize(session.msg("stream", {"name": "stdout", "text": "x"}, parent=parent))
+        no_id = [b"{}", b"{}", b"{}", b"{}"]
+        yield [b"<IDS|MSG>", session.sign(no_id)] + no_id  # a header without msg_id
+        yield [b"no delimiter"]
+        yield [b"<IDS|MSG>", b"x"]  # too few frames
+        yield good  # the first time: read as it is
+        yield good  # replayed
+        deep = [session.pack(parent["header"]), b"{}", b"{}", b"[" * 200_000]
+        yield [b"<IDS|MSG>", session.sign(deep)] + deep
+
+    def read(session, frames):
+        identities, message = session.feed_identities(frames)
+        return session.deserialize(message)
+
+    plain = Session(key=b"k")
+    with pytest.raises(Exception):
+        for frames in attacks(plain):
+            read(plain, frames)
+    session = Session(key=b"k")
+    tolerant(session)
+    seen = [read(session, frames) for frames in attacks(session)]
+    assert [m["msg_type"] for m in seen][:5] == ["torchgrade_unreadable"] * 3 + ["stream", "torchgrade_unreadable"]
+    assert all(m["parent_header"] == {} for m in seen if m["msg_type"] == "torchgrade_unreadable")
+    assert seen[5]["content"] == {"msg_id": "", "msg_type": "torchgrade_unreadable"}  # an undecodable part, emptied

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import secrets
 import signal
 import time
@@ -42,12 +41,13 @@ from zmq.utils.monitor import parse_monitor_message
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, DeadKernelError
 
 from . import sandbox
 from .config import Limits
 from .errors import GradingError
 from .kernel_box import KernelBox
+from .kernel_session import tolerant
 from .bwrap_box import BOX_WORKDIR
 from .execution import (INTERRUPT_GRACE, IOPUB_TIMEOUT, OUTPUT_KEPT_BYTES, TIMEOUT_ERROR, CellRun, ExecutionResult,
                         PlannedCell, kernel_environment, probe_handshake)
@@ -99,18 +99,6 @@ class GraderKernelClient(AsyncKernelClient):
         return True
 
 
-UNREADABLE = {"msg_id": "", "msg_type": "torchgrade_unreadable"}  # matches no request and no output type
-
-
-def unpack_or_ignore(data: bytes) -> dict:
-    """A part of a kernel's message, as JSON; a part Python cannot decode (JSON nested past its stack, not JSON at
-    all) becomes a header, parent, metadata or content that no cell's request matches, so the message is ignored,
-    as the warm engine ignores a frame it cannot read, instead of raising in the grader."""
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        return dict(UNREADABLE)
-    return value if isinstance(value, dict) else dict(UNREADABLE)
 
 
 class GraderKernelManager(AsyncKernelManager):
@@ -131,8 +119,9 @@ class GraderKernelManager(AsyncKernelManager):
     def client(self, **kwargs):
         kwargs.setdefault("context", self.context)  # our context, whose socket options bound every message
         self.client_factory = GraderKernelClient
-        self.session.unpack = unpack_or_ignore  # the client shares this session
-        return super().client(**kwargs)
+        client = super().client(**kwargs)
+        tolerant(client.session)  # its own copy of the manager's session: the one its channels read with
+        return client
 
     async def _async_signal_kernel(self, signum):
         if self.box is not None and self.box.sandboxed and signum == signal.SIGINT:
@@ -159,6 +148,21 @@ class _BoundedClient(NotebookClient):
 
     def _remember_reply(self, cell, cell_index, execute_reply):
         self.replies[cell_index] = execute_reply or {}
+
+    def process_message(self, msg, cell, cell_index):
+        """nbclient's, except that a message it cannot handle (a status without its state, a display whose transient
+        part is not an object: the kernel signs what it likes) is ignored, not raised in the grader."""
+        try:
+            return super().process_message(msg, cell, cell_index)
+        except CellExecutionComplete:
+            raise
+        except Exception:  # noqa: BLE001
+            return None
+
+    async def _check_raise_for_error(self, cell, cell_index, exec_reply):
+        if not isinstance((exec_reply or {}).get("content"), dict) or "status" not in exec_reply["content"]:
+            return None  # a reply forged without its status: nothing to raise (errors are allowed anyway)
+        return await super()._check_raise_for_error(cell, cell_index, exec_reply)
 
     def error_from_reply(self, cell_index: int) -> None:
         """The cell's error from its execute_reply, when IOPub lost it: a cell that raised never reads as ok."""

@@ -135,7 +135,8 @@ class Run:
                 for path in [self.workdir, *self.workdir.rglob("*")]:
                     os.chown(path, self.uid.uid, self.uid.gid)
         ctl, mon = self.client.spawn()
-        self.child = Child(ctl, mon, max_frame=self.engine.probe_output_bytes + 2**20)
+        # The run cuts its pieces by characters (up to 4 bytes each in UTF-8); the grader keeps the bytes' bound.
+        self.child = Child(ctl, mon, max_frame=4 * self.engine.probe_output_bytes + 2**20)
         settings = self.settings()
         files = sorted(p for p in self.workdir.iterdir() if p.is_file()) if self.isolation.sandbox else []
         settings["files"] = len(files)

@@ -14,7 +14,8 @@ code can run:
    size, open files, processes, and no core dumps;
 3. when the grader runs as root, the process drops to the kernel's own unprivileged
    uid and gid with no supplementary groups, and checks that root cannot be regained;
-4. no_new_privs is set, so no setuid program can give privileges back;
+4. no_new_privs is set, so no setuid program can give privileges back, and a seccomp filter refuses the
+   kernel keyring calls (a uid's keyring outlives the kernel; see deny_keyrings);
 5. the secret is left in ``sys._torchgrade_secret`` for the probe, which takes it out.
 """
 
@@ -94,6 +95,9 @@ KEYRING_CALLS = {
     0x40000003: ((286, 287, 288), 0xFFFFFFFF),  # i386, reachable from a 64-bit process through int 0x80
     0xC00000B7: ((217, 218, 219), 0xFFFFFFFF),  # aarch64
     0x40000028: ((309, 310, 311), 0xFFFFFFFF),  # arm (32-bit EABI), reachable from aarch64 where compat is built in
+    0xC00000F3: ((217, 218, 219), 0xFFFFFFFF),  # riscv64
+    0xC0000015: ((269, 270, 271), 0xFFFFFFFF),  # ppc64le
+    0x80000016: ((278, 279, 280), 0xFFFFFFFF),  # s390x
 }
 
 
@@ -120,7 +124,8 @@ def keyring_filter() -> bytes:
 
 
 def deny_keyrings() -> None:
-    """Install keyring_filter (no_new_privs must be set first). Where seccomp is missing, nothing changes."""
+    """Install keyring_filter (no_new_privs must be set first). Where seccomp is missing the kernel or run does not
+    start (fail closed): the grader then reports that it could not start one."""
     import ctypes
 
     program = keyring_filter()

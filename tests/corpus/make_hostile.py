@@ -198,15 +198,37 @@ def output(nb):
 
 
 PROTOCOL_DEEP = """
-import struct, sys
+import json, struct, sys
 
 DEEP = b"[" * 200_000  # JSON nested past Python's stack: json.loads raises RecursionError
-if hasattr(sys.stdout, "_session"):  # a warm run: a "done" frame the grader cannot read
-    sys.stdout._session._deliver.ctl.sendall(struct.pack(">IB", len(DEEP), ord("D")) + DEEP)
-else:  # a kernel: a stream and an error message whose content the grader cannot read
+if hasattr(sys.stdout, "_session"):  # a warm run: frames the grader cannot use
+    ctl = sys.stdout._session._deliver.ctl
+    for kind, payload in (("D", DEEP), ("D", b"[]"), ("D", b'{"index": "x"}'), ("Z", b"?")):
+        ctl.sendall(struct.pack(">IB", len(payload), ord(kind)) + payload)
+else:  # a kernel: it holds its session's key, so it signs whatever it sends
     kernel = get_ipython().kernel
-    for kind in ("stream", "error"):
-        kernel.session.send(kernel.iopub_socket, kind, content=DEEP, parent=kernel.get_parent("shell"))
+    session, parent = kernel.session, kernel.get_parent("shell")
+    for kind in ("stream", "error", "status"):
+        session.send(kernel.iopub_socket, kind, content=DEEP, parent=parent)
+    replayed = session.msg("stream", {"name": "stdout", "text": "once"}, parent=parent)
+    session.send(kernel.iopub_socket, replayed)
+    session.send(kernel.iopub_socket, replayed)  # the same signature again
+
+    def raw(header, content, frames=None):
+        parts = [json.dumps(header).encode(), json.dumps(parent["header"], default=str).encode(), b"{}",
+                 json.dumps(content).encode()]
+        kernel.iopub_socket.send_multipart(frames or [b"stream", b"<IDS|MSG>", session.sign(parts)] + parts)
+
+    base = {"msg_id": "forged", "username": "", "session": session.session, "version": "5.3"}
+    raw({**base, "msg_type": "stream", "msg_id": None}, {"name": "stdout", "text": "?"})
+    raw({k: v for k, v in {**base, "msg_type": "stream"}.items() if k != "msg_id"}, {"name": "stdout", "text": "?"})
+    raw({**base, "msg_type": "stream", "date": "2020-13-45T00:00:00Z"}, {"name": "stdout", "text": "?"})
+    raw({**base, "msg_type": "stream", "version": "4.0"}, {"name": "stdout", "data": "?"})
+    raw({**base, "msg_type": "status"}, {})
+    raw({**base, "msg_type": "display_data"}, {"data": {}, "metadata": {}, "transient": "x"})
+    raw({**base, "msg_type": ["stream"]}, {})
+    raw({}, {}, frames=[b"stream", b"no delimiter"])
+    raw({}, {}, frames=[b"stream", b"<IDS|MSG>", b"x"])
 """
 
 PROTOCOL_FLOOD = """
@@ -253,8 +275,10 @@ if serial > 0:
 
 
 @hostile("protocol.ipynb", "sandbox",
-         "After correct work: task 1 sends a message whose JSON is nested 200,000 deep (the grader's json.loads "
-         "would raise RecursionError); task 2 makes the next two snapshot cells send, after the snapshot's own "
+         "After correct work: task 1 sends messages whose JSON is nested 200,000 deep (the grader's json.loads "
+         "would raise RecursionError), replayed, unsigned, short, with a header without msg_id or with a bad "
+         "date, of an old protocol version, a status without its state (all signed with the kernel's own key); "
+         "task 2 makes the next two snapshot cells send, after the snapshot's own "
          "line, 20 MiB of 4-byte characters in 5 messages and 3,000 one-character messages. Nothing of it counts, "
          "the grader keeps at most 16 MiB of a cell's output, and its time stays within the cell's budget; task 3 "
          "does its work only if it cannot leave a key in its uid's keyring, which would outlive the run.")

@@ -51,14 +51,14 @@ def gradebook_assignment(args: argparse.Namespace, config, book: Gradebook) -> t
 def gradebook_folder(output: Path, assignment: str | None, config) -> Path:
     """The folder holding the gradebook: --output-dir itself, or, as a batch over several configured assignments
     writes one folder per assignment (OUTPUT/<assignment>/), the one of --assignment or the only one there is."""
+    held = [name for name in config.assignments if (output / name / "gradebook.sqlite").is_file()]
+    if assignment in held:  # before a gradebook of OUTPUT's own, which may be another assignment's
+        return output / assignment
     if (output / "gradebook.sqlite").is_file():
         return output
-    held = [name for name in config.assignments if (output / name / "gradebook.sqlite").is_file()]
-    if assignment:
-        if assignment in held:
-            return output / assignment
-        held = []  # the gradebook of another assignment is not the one asked for
-    elif len(held) == 1:
+    if assignment and held:
+        raise DecisionError(f"{output} holds no gradebook for {assignment}, only for {', '.join(held)}")
+    if len(held) == 1:
         return output / held[0]
     if held:
         raise DecisionError(f"{output} holds a gradebook for each of {', '.join(held)}: say which with --assignment "

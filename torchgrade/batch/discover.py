@@ -259,7 +259,9 @@ def extract_zip(archive: Path, target: Path, refused: list[Found] | None = None)
                 continue
             relative = _member_path(info, links=True)
             if relative is None:
-                if refused is not None and info.filename.lower().endswith(".ipynb"):
+                name = PurePosixPath(info.filename.replace("\\", "/"))
+                if refused is not None and name.suffix.lower() == ".ipynb" and \
+                        all(_visible(Path(part)) for part in name.parts if part not in ("/", "..", ".")):
                     refused.append(_refused_member(archive, info))
                 continue
             is_link = _member_kind(info) == stat.S_IFLNK
