@@ -304,16 +304,22 @@ def test_a_zip_over_several_assignments_says_why_each_member_was_not_graded(tmp_
         bundle.writestr(link, str(SOLUTION))
         bundle.writestr("hw1/carl.ipynb", SOLUTION.read_bytes())
         bundle.writestr("hw1/../../evil.ipynb", SOLUTION.read_bytes())
+        bundle.writestr("hw1/dora/pinn_residual.ipynb", SOLUTION.read_bytes())  # named for another assignment
     encrypted(archive, "hw1/carl.ipynb")
+    encrypted(archive, "hw1/dora/pinn_residual.ipynb")
     with zipfile.ZipFile(archive) as bundle:
         assert bundle.getinfo("hw1/carl.ipynb").flag_bits & 0x1  # control: zipfile itself sees a locked member
     output = tmp_path / "out"
     result = subprocess.run([sys.executable, str(ROOT / "grade.py"), str(archive), "--config", str(ROOT / "config.yaml"),
                              "--output-dir", str(output)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    [folder] = [p for p in output.iterdir() if (p / "grades.csv").is_file()]
     import csv
 
+    folders = sorted(p.name for p in output.iterdir() if (p / "grades.csv").is_file())
+    assert folders == ["computational_graph", "pinn_residual"]  # a row goes where its file's name says, if it can
+    pinn = {r["student"]: r for r in csv.DictReader(open(output / "pinn_residual" / "grades.csv", encoding="utf-8"))}
+    assert list(pinn) == ["dora"] and "encrypted (password-protected)" in pinn["dora"]["reason"]
+    folder = output / "computational_graph"
     rows = {r["student"]: r for r in csv.DictReader(open(folder / "grades.csv", encoding="utf-8"))}
     reasons = {student: rows[student]["reason"] for student in ("mallory", "carl", "evil")}
     assert "symbolic link" in reasons["mallory"]

@@ -207,6 +207,17 @@ def pick_assignment(config: Config, name: str | None) -> tuple[str, AssignmentCo
 CHOOSE_WITH_FLAG = "; use --assignment NAME"  # for the instructor: a student's feedback leaves it out
 
 
+def assignment_named_by(config: Config, file_name: str) -> str | None:
+    """The one assignment a file's name names (its name or its exercise's, the longest match: "x_intro" beats "x" in
+    "x_intro_bob.ipynb"), or None."""
+    stem = Path(file_name).stem.lower()
+    by_file = [name for name, entry in config.assignments.items()
+               if name.lower() in stem or entry.exercise.stem.lower() in stem]
+    longest = max((len(name) for name in by_file), default=0)
+    by_file = [name for name in by_file if len(name) == longest]
+    return by_file[0] if len(by_file) == 1 else None
+
+
 def assignment_for(config: Config, notebook: Path, override: str | None = None) -> tuple[str, AssignmentConfig]:
     """--assignment, else the notebook's `metadata.torchgrade.assignment`, else its file name, else one line of choices."""
     if override is not None or len(config.assignments) == 1:
@@ -214,13 +225,9 @@ def assignment_for(config: Config, notebook: Path, override: str | None = None) 
     named = notebook_assignment(notebook)
     if named in config.assignments:
         return named, config.assignments[named]
-    stem = notebook.stem.lower()
-    by_file = [name for name, entry in config.assignments.items()
-               if name.lower() in stem or entry.exercise.stem.lower() in stem]
-    longest = max((len(name) for name in by_file), default=0)
-    by_file = [name for name in by_file if len(name) == longest]  # "x_intro" beats "x" in "x_intro_bob"
-    if len(by_file) == 1:
-        return by_file[0], config.assignments[by_file[0]]
+    by_file = assignment_named_by(config, notebook.name)
+    if by_file is not None:
+        return by_file, config.assignments[by_file]
     from .loader import load_notebook  # a file that is not a notebook at all: say that first (exit 3), not "which?"
 
     load_notebook(notebook)

@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import AssignmentConfig, Config, assignment_for, pick_assignment
+from ..config import AssignmentConfig, Config, assignment_for, assignment_named_by, pick_assignment
 from ..errors import EXIT_GRADED, EXIT_USAGE, GradingError
 from ..sanitize import one_line
 from .discover import Found, discover
@@ -126,8 +126,9 @@ def run_batches(args: argparse.Namespace, config: Config) -> int:
 
     def chooser(wanted: str):
         def choose(found: Found) -> tuple[bool, str | None]:
-            if found.path is None or found.problem:  # already a row that says why (an empty placeholder, a link)
-                return wanted == first, None
+            if found.path is None or found.problem:  # already a row that says why (an empty placeholder, a link):
+                named = assignment_named_by(config, found.relative or found.shown)  # its name may still tell
+                return wanted == (named or first), None
             try:
                 chosen, _ = assignment_for(config, found.path)
             except GradingError as problem:
