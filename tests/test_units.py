@@ -398,6 +398,6 @@ def test_a_kernel_session_reads_anything_a_kernel_signs_without_raising():
     session = Session(key=b"k")
     tolerant(session)
     seen = [read(session, frames) for frames in attacks(session)]
-    assert [m["msg_type"] for m in seen][:5] == ["torchgrade_unreadable"] * 3 + ["stream", "torchgrade_unreadable"]
+    assert [m["msg_type"] for m in seen] == ["torchgrade_unreadable"] * 3 + ["stream"] + ["torchgrade_unreadable"] * 2
     assert all(m["parent_header"] == {} for m in seen if m["msg_type"] == "torchgrade_unreadable")
-    assert seen[5]["content"] == {"msg_id": "", "msg_type": "torchgrade_unreadable"}  # an undecodable part, emptied
+    assert seen[5]["msg_type"] == "torchgrade_unreadable"  # JSON nested past Python's stack: ignored whole

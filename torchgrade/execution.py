@@ -72,11 +72,9 @@ class CellRun:
         if len(data) > room:
             self.truncated = True
             text = data[:room].decode("utf-8", "ignore")  # a character cut in two is left out
-            self.pieces.append(text)
-            self.kept_bytes = limit  # nothing more is kept, not even a piece small enough for what is left
-            return
         self.pieces.append(text)
-        self.kept_bytes += len(data)
+        # once cut, nothing more is kept, not even a piece small enough for what is left
+        self.kept_bytes = limit if self.truncated else self.kept_bytes + len(data)
 
     def record_error(self, name, value, folder: str) -> None:
         """A cell's error as both engines keep it: bounded, with no host path and no control character."""

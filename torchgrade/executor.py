@@ -99,8 +99,6 @@ class GraderKernelClient(AsyncKernelClient):
         return True
 
 
-
-
 class GraderKernelManager(AsyncKernelManager):
     """An ipykernel started through our launcher, inside the KernelBox that isolates and cleans it up."""
 

@@ -105,17 +105,13 @@ def keyring_filter() -> bytes:
     """A classic BPF program for seccomp: EPERM for the keyring calls of the calling ABI, every other call allowed."""
     import struct
 
-    load, jeq, jump, and_, ret = 0x20, 0x15, 0x05, 0x54, 0x06
+    load, jeq, and_, ret = 0x20, 0x15, 0x54, 0x06
     allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
     program = [(load, 0, 0, 4)]  # seccomp_data.arch
-    blocks = []
     for arch, (numbers, mask) in KEYRING_CALLS.items():
         body = [(load, 0, 0, 0), (and_, 0, 0, mask)] + [(jeq, "deny", 0, number) for number in numbers] + \
                [(ret, 0, 0, allow)]
-        blocks.append((arch, body))
-    for arch, body in blocks:
-        program.append((jeq, 0, len(body), arch))  # not this ABI: over its block, to the next
-        program += body
+        program += [(jeq, 0, len(body), arch)] + body  # not this ABI: over its block, to the next
     program.append((ret, 0, 0, allow))  # an ABI not listed
     program.append((ret, 0, 0, deny))
     deny_at = len(program) - 1

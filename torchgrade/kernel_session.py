@@ -8,19 +8,7 @@ protocol version for jupyter_client to adapt, too few frames. The warm engine ig
 
 from __future__ import annotations
 
-import json
-
 UNREADABLE = {"msg_id": "", "msg_type": "torchgrade_unreadable"}  # matches no request and no output type
-
-
-def unpack_or_ignore(data: bytes) -> dict:
-    """A part of a kernel's message, as JSON; a part Python cannot decode (JSON nested past its stack, not JSON at
-    all, not an object) becomes an empty-looking part instead of raising in the grader."""
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        return dict(UNREADABLE)
-    return value if isinstance(value, dict) else dict(UNREADABLE)
 
 
 def unreadable_message() -> dict:
@@ -34,7 +22,6 @@ def tolerant(session) -> None:
     cannot read: the kernel holds the session's key, so it can sign anything (a replayed signature, a header with
     no msg_id or a bad date, another protocol version to adapt from, too few frames); each becomes a message that
     no loop waits for."""
-    session.unpack = unpack_or_ignore
     feed, deserialize = session.feed_identities, session.deserialize
 
     def feed_identities(msg_list, copy=True):
@@ -46,7 +33,7 @@ def tolerant(session) -> None:
     def read(msg_list, content=True, copy=True):
         try:
             message = deserialize(msg_list, content, copy)
-        except Exception:  # noqa: BLE001 - see the docstring
+        except Exception:  # noqa: BLE001 - see the docstring; JSON nested too deep raises RecursionError here
             return unreadable_message()
         parts = ("header", "parent_header", "content") if content else ("header", "parent_header")
         if not all(isinstance(message.get(part), dict) for part in parts):

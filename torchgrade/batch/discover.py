@@ -262,7 +262,7 @@ def extract_zip(archive: Path, target: Path, refused: list[Found] | None = None)
                 name = PurePosixPath(info.filename.replace("\\", "/"))
                 if refused is not None and name.suffix.lower() == ".ipynb" and \
                         all(_visible(Path(part)) for part in name.parts if part not in ("/", "..", ".")):
-                    refused.append(_refused_member(archive, info))
+                    refused.append(_refused_member(archive, info, name))
                 continue
             is_link = _member_kind(info) == stat.S_IFLNK
             if relative.suffix.lower() != ".ipynb" or any(not _visible(Path(p)) for p in relative.parts):
@@ -292,8 +292,8 @@ def extract_zip(archive: Path, target: Path, refused: list[Found] | None = None)
     return damaged
 
 
-def _refused_member(archive: Path, info: zipfile.ZipInfo) -> Found:
-    name = PurePosixPath(info.filename.replace("\\", "/").replace("\0", "")).name
+def _refused_member(archive: Path, info: zipfile.ZipInfo, path: PurePosixPath) -> Found:
+    name = path.name.replace("\0", "")
     return Found(key=_stem(PurePosixPath(name)), path=None, shown=f"{archive.name}:{info.filename}", relative=name,
                  problem=(f"{name}: not graded, its path inside {archive.name} is unsafe (absolute, through '..', or "
                           "a special file), so it was never extracted"))
